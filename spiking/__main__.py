@@ -1,0 +1,5 @@
+import sys
+
+from spiking.cli import main
+
+sys.exit(main())

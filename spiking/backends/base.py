@@ -1,0 +1,195 @@
+"""The backend interface and the array layout both backends share.
+
+A backend holds the network's run-time state for B instances and advances it
+a chunk of steps at a time. Everything host-side (laying out the spec as flat
+arrays, sizing record buffers, reading and writing state and weights) lives
+here once; a backend supplies array creation and its chunk kernel.
+
+Layout (see docs/architecture.md):
+- state  [N_STATE, B, N] float32, coef [N_COEF, N] float32 (per neuron)
+- ring   [D, B, N_SLOTS * N] float64, D = max delay + 1: slot t % D holds what
+  arrives at step t. Accumulating in float64 makes the sum of float32 weights
+  independent of the order spikes are added in, so results are the same on
+  every backend and thread count.
+- CSR    indptr [N + 1] int64, target [nnz] int32 (slot), delay [nnz] int16,
+  weight [Bw, nnz] float32 with Bw = 1 (shared) or B (per instance).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import numpy as np
+
+from spiking.build.spec import NetworkSpec
+from spiking.models.base import N_STATE, get_model
+from spiking.models.izhikevich import N_COEF as IZH_COEF
+from spiking.models.lif import N_COEF as LIF_COEF
+from spiking.models.sources import ARRAY_ID, EVENT_ID, N_SOURCE_COEF, POISSON_ID
+
+N_COEF = max(LIF_COEF, IZH_COEF)
+RECORD_BUDGET = 1 << 22   # spike records per instance per chunk
+MAX_CHUNK = 2000          # steps per chunk (progress-bar granularity)
+
+
+@dataclass
+class ChunkRecord:
+    """What one chunk recorded, on the host (numpy)."""
+
+    spike_t: np.ndarray     # int32 [B, cap] step of each recorded spike
+    spike_i: np.ndarray     # int32 [B, cap] global neuron
+    spike_n: np.ndarray     # int64 [B] records used
+    pop_counts: np.ndarray  # int32 [T, B, P] spikes per population and step
+    state: np.ndarray       # float32 [T, B, M] monitored state (valid at sampled steps)
+    error: np.ndarray       # int64 [B, 2] (step, population) of a NaN, else -1
+
+
+class ArrayBackend:
+    """Shared layout and host logic; subclasses provide arrays and ``_run_chunk``."""
+
+    name = "base"
+
+    def __init__(self, spec: NetworkSpec, instances: Optional[int] = None,
+                 per_instance_weights: bool = False, device: Optional[str] = None):
+        self.spec = spec
+        self.instances = int(instances or spec.instances)
+        self.per_instance_weights = per_instance_weights
+        self.device = device
+        self._layout(spec)
+        self.reset()
+
+    # -- array creation (overridden by torch) --------------------------------------------
+    def _array(self, x, dtype=None):
+        raise NotImplementedError
+
+    def _zeros(self, shape, dtype):
+        raise NotImplementedError
+
+    def to_numpy(self, x) -> np.ndarray:
+        raise NotImplementedError
+
+    def _run_chunk(self, t0: int, n_steps: int, ext, rec: ChunkRecord) -> None:
+        raise NotImplementedError
+
+    # -- layout ---------------------------------------------------------------------------
+    def _layout(self, spec: NetworkSpec) -> None:
+        n, B = spec.n_total, self.instances
+        pops = spec.populations
+        self.pop_model = np.array([p.model_id for p in pops], dtype=np.int64)
+        self.pop_lo = np.array([p.offset for p in pops], dtype=np.int64)
+        self.pop_hi = np.array([p.stop for p in pops], dtype=np.int64)
+        self.pop_key = np.array([p.stream_key for p in pops], dtype=np.uint64)
+        self.ext_pops = [p for p in pops if p.model_id in (ARRAY_ID, EVENT_ID)]
+        col, cols = 0, np.full(len(pops), -1, dtype=np.int64)
+        self.ext_cols: Dict[str, int] = {}
+        for k, p in enumerate(pops):
+            if p.model_id in (ARRAY_ID, EVENT_ID):
+                cols[k] = col
+                self.ext_cols[p.name] = col
+                col += p.size
+        self.pop_col, self.n_ext = cols, col
+        coef = np.zeros((N_COEF, n), dtype=np.float32)
+        src = np.zeros((N_SOURCE_COEF, n), dtype=np.float64)
+        self.state0 = np.zeros((N_STATE, n), dtype=np.float32)
+        for p in pops:
+            if p.coef is not None:
+                coef[: p.coef.shape[0], p.slice] = p.coef
+                self.state0[:, p.slice] = p.state0
+            if p.model_id == POISSON_ID:
+                src[:, p.slice] = p.source_table
+        self.coef = self._array(coef)
+        self.src = self._array(src)
+        c = spec.connectivity
+        self.indptr = self._array(c.indptr, np.int64)
+        self.target = self._array(c.target, np.int32)
+        self.delay = self._array(c.delay, np.int16)
+        w = c.weight[None, :]
+        if self.per_instance_weights:
+            w = np.repeat(w, B, axis=0)
+        self.weight = self._array(w, np.float32)
+        self.depth = spec.ring_length
+        # monitors
+        flag = np.zeros(n, dtype=np.uint8)
+        neurons, rows, every = [], [], []
+        for m in spec.monitors:
+            if m.type == "spikes":
+                flag[m.neurons] = 1
+            elif m.type == "state":
+                for row in m.rows:
+                    neurons.append(m.neurons)
+                    rows.append(np.full(m.neurons.size, row))
+                    every.append(np.full(m.neurons.size, m.every))
+        self.n_recorded = int(flag.sum())
+        self.record_flag = self._array(flag)
+        cat = (lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64))
+        self.mon_neuron, self.mon_row, self.mon_every = (self._array(cat(x)) for x in (neurons, rows, every))
+        self.n_state_monitors = int(sum(x.size for x in neurons))
+        self.scratch_idx = self._zeros((B, max(n, 1)), np.int32)
+        self.scratch_cnt = self._zeros((B, max(n, 1)), np.int32)
+
+    def reset(self) -> None:
+        """Initial state, empty ring buffer, step 0, spike counts zeroed."""
+        B = self.instances
+        self.state = self._array(np.repeat(self.state0[:, None, :], B, axis=1))
+        self.ring = self._zeros((self.depth, B, 3 * self.spec.n_total), np.float64)
+        self.spike_counts = self._zeros((B, self.spec.n_total), np.int64)
+        self.t = 0
+
+    # -- chunks ---------------------------------------------------------------------------
+    def chunk_steps(self, steps_left: int) -> int:
+        """Steps per chunk so that record buffers stay within budget."""
+        per_step = max(self.n_recorded, 1)
+        return int(max(1, min(steps_left, MAX_CHUNK, RECORD_BUDGET // per_step)))
+
+    def new_record(self, n_steps: int) -> ChunkRecord:
+        B = self.instances
+        cap = max(1, self.n_recorded * n_steps)
+        return ChunkRecord(
+            spike_t=self._zeros((B, cap), np.int32), spike_i=self._zeros((B, cap), np.int32),
+            spike_n=self._zeros((B,), np.int64),
+            pop_counts=self._zeros((n_steps, B, len(self.spec.populations)), np.int32),
+            state=self._zeros((n_steps, B, max(self.n_state_monitors, 0)), np.float32),
+            error=self._array(np.full((B, 2), -1, dtype=np.int64)),
+        )
+
+    def advance(self, n_steps: int, ext: np.ndarray) -> ChunkRecord:
+        """Run ``n_steps`` from the current step with external input ``ext``
+        (uint8 [n_steps, Bx, n_ext]); returns the chunk's record on the host."""
+        rec = self.new_record(n_steps)
+        self._run_chunk(self.t, n_steps, self._array(ext), rec)
+        self.t += n_steps
+        return ChunkRecord(*(self.to_numpy(x) for x in (
+            rec.spike_t, rec.spike_i, rec.spike_n, rec.pop_counts, rec.state, rec.error)))
+
+    # -- state and weights ----------------------------------------------------------------
+    def get_state(self, population: str, variable: str) -> np.ndarray:
+        """[B, n] float32 copy of a state variable."""
+        pop = self.spec.population(population)
+        row = get_model(pop.model).state_rows[variable]
+        return np.array(self.to_numpy(self.state[row, :, pop.slice]))
+
+    def set_state(self, population: str, variable: str, values) -> None:
+        pop = self.spec.population(population)
+        row = get_model(pop.model).state_rows[variable]
+        values = np.broadcast_to(np.asarray(values, dtype=np.float32), (self.instances, pop.size))
+        self.state[row, :, pop.slice] = self._array(np.ascontiguousarray(values))
+
+    def synapse_index(self, projection: str) -> np.ndarray:
+        """Positions in the CSR of a projection's synapses (int64)."""
+        proj = self.spec.projection(projection)
+        return np.flatnonzero(self.spec.connectivity.projection == proj.index)
+
+    def get_weights(self, projection: str) -> np.ndarray:
+        """[Bw, n_synapses] float32 weights of one projection, in CSR order."""
+        idx = self.synapse_index(projection)
+        return np.array(self.to_numpy(self.weight))[:, idx]
+
+    def set_weights(self, projection: str, values) -> None:
+        idx = self.synapse_index(projection)
+        w = np.array(self.to_numpy(self.weight))
+        w[:, idx] = np.broadcast_to(np.asarray(values, dtype=np.float32), (w.shape[0], idx.size))
+        self.weight = self._array(w)
+
+    def get_spike_counts(self) -> np.ndarray:
+        """[B, N] spikes per neuron since the last reset."""
+        return np.array(self.to_numpy(self.spike_counts))

@@ -1,0 +1,115 @@
+"""The ``spiking`` command.
+
+    spiking validate CONFIG [--set key.path=value ...]
+    spiking run CONFIG [--set ...] [--backend numba|torch] [--out DIR]
+    spiking data ...            (event data: synth, download, info)
+
+Human-readable output goes to stdout; ``metrics.json`` in ``--out`` is for
+machines. Bad input ends with one message on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import List, Optional
+
+from spiking.errors import SpikingError
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="network YAML file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a value, e.g. --set duration='10 s' (repeatable)")
+
+
+def cmd_validate(args) -> int:
+    from spiking.build.builder import estimate_bytes, expected_synapses
+    from spiking.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    synapses = expected_synapses(config)
+    print(f"{args.config}: valid")
+    print(f"  dt {config.dt:g} ms, duration {config.duration:g} ms, seed {config.seed}, "
+          f"backend {config.backend}, instances {config.instances}")
+    for name, p in config.populations.items():
+        print(f"  population {name}: {p.size} x {p.model}")
+    for name, p in config.projections.items():
+        print(f"  projection {name}: {p.pre} -> {p.post} ({p.receptor_type}), "
+              f"{p.connector.type}, ~{synapses[name]:.4g} synapses")
+    print(f"  estimated memory: {estimate_bytes(config, config.instances) / 2**20:.0f} MiB")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from spiking.config import load_config
+    from spiking.network import Network
+    from spiking.results import write_run
+
+    overrides = list(args.overrides)
+    if args.duration:
+        overrides.append(f"duration={args.duration}")
+    config = load_config(args.config, overrides)
+    net = Network(config, backend=args.backend, instances=args.instances, device=args.device)
+    net.build()
+    print(f"{config.name or args.config}: {net.spec.n_total} neurons, {net.n_synapses} synapses, "
+          f"built in {net.timing['build_s']:.2f} s; backend {net.backend_name}")
+    result = net.run(progress=False if args.no_progress else None)
+    summary = result.population_summary()
+    for name, s in summary.items():
+        print(f"  {name:>12}: {s['size']:>7} neurons, {s['spikes']:>9} spikes, {s['rate_hz']:8.2f} Hz")
+    print(f"  simulated {result.duration_ms:g} ms in {result.timing['run_s']:.2f} s")
+    if args.out:
+        write_run(args.out, net, result)
+        print(f"  results: {args.out}/metrics.json, spikes.npz, raster.png")
+    if args.json:
+        from spiking.results import run_metrics
+        print(json.dumps(run_metrics(net, result), default=float))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spiking", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("validate", help="check a network file and print what it describes")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="simulate a network file")
+    _add_config_args(p)
+    p.add_argument("--backend", choices=["numba", "torch"], help="override the file's backend")
+    p.add_argument("--instances", type=int, help="independent instances (batched on torch)")
+    p.add_argument("--device", help="torch device: auto, cpu, cuda, cuda:N")
+    p.add_argument("--duration", help="run length, e.g. '10 s' (same as --set duration=...)")
+    p.add_argument("--out", help="results folder (metrics.json, spikes.npz, raster.png)")
+    p.add_argument("--json", action="store_true", help="also print the metrics as JSON")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    p.set_defaults(func=cmd_run)
+
+    for module in ("spiking.data.cli",):
+        try:
+            mod = __import__(module, fromlist=["add_parser"])
+        except ImportError:
+            continue
+        if hasattr(mod, "add_parser"):
+            mod.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SpikingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""The time loop: chunks of steps on a backend, external input in, records out.
+
+This is the only time loop in the project; models on top (LSM, reservoir,
+hardware sweeps) drive it through :class:`Simulator`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional
+
+import numpy as np
+
+from spiking.backends.base import ArrayBackend, ChunkRecord
+from spiking.build.spec import NetworkSpec
+from spiking.errors import SimulationError
+from spiking.models.sources import ARRAY_ID, EVENT_ID
+
+PROGRESS_AFTER_S = 2.0  # show a progress bar on runs expected to take longer
+
+
+def make_backend(spec: NetworkSpec, backend: Optional[str] = None, instances: Optional[int] = None,
+                 device: Optional[str] = None, per_instance_weights: bool = False) -> ArrayBackend:
+    name = backend or spec.backend
+    if name == "numba":
+        from spiking.backends.numba_backend import NumbaBackend
+        return NumbaBackend(spec, instances, per_instance_weights)
+    if name == "torch":
+        from spiking.backends.torch_backend import TorchBackend
+        return TorchBackend(spec, instances, per_instance_weights, device or spec.device)
+    raise SimulationError(f"unknown backend {name!r}; backends: numba, torch")
+
+
+@dataclass
+class RunResult:
+    """What a run recorded. Times in ms, rates in Hz."""
+
+    spec: NetworkSpec
+    instances: int
+    t_start: int                      # first step of the run
+    n_steps: int
+    spikes: Dict[str, Dict[str, np.ndarray]]   # pop -> {"instance", "t", "i"}
+    pop_counts: np.ndarray            # int32 [T, B, P]
+    states: Dict[str, Dict[str, np.ndarray]]   # pop -> {"t": [S], var: [S, B, n]}
+    spike_counts: np.ndarray          # int64 [B, N] per neuron over this run
+    timing: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def duration_ms(self) -> float:
+        return self.n_steps * self.spec.dt
+
+    def counts(self, population: str) -> np.ndarray:
+        """[B, n] spikes per neuron of one population during this run."""
+        return self.spike_counts[:, self.spec.population(population).slice]
+
+    def rate(self, population: str, bin_ms: Optional[float] = None) -> np.ndarray:
+        """Population rate per neuron [B, n_bins] in Hz."""
+        p = self.spec.populations.index(self.spec.population(population))
+        steps = max(1, int(round((bin_ms or self.spec.dt) / self.spec.dt)))
+        counts = self.pop_counts[:, :, p]
+        n_bins = counts.shape[0] // steps
+        binned = counts[: n_bins * steps].reshape(n_bins, steps, -1).sum(1).T
+        size = self.spec.population(population).size
+        return binned / (size * steps * self.spec.dt / 1000.0)
+
+    def population_summary(self) -> Dict[str, dict]:
+        """Per population: size, spikes (all instances) and mean rate (Hz)."""
+        out = {}
+        seconds = self.duration_ms / 1000.0
+        for k, p in enumerate(self.spec.populations):
+            total = int(self.pop_counts[:, :, k].sum())
+            out[p.name] = {"size": p.size, "spikes": total,
+                           "rate_hz": total / (p.size * self.instances * seconds) if seconds > 0 else 0.0}
+        return out
+
+
+class Simulator:
+    """A built network on one backend. ``run`` may be called repeatedly; time goes on."""
+
+    def __init__(self, spec: NetworkSpec, backend: Optional[str] = None,
+                 instances: Optional[int] = None, device: Optional[str] = None,
+                 per_instance_weights: bool = False):
+        self.spec = spec
+        self.backend = make_backend(spec, backend, instances, device, per_instance_weights)
+        self.instances = self.backend.instances
+
+    def reset(self) -> None:
+        self.backend.reset()
+
+    def run(self, n_steps: Optional[int] = None, inputs: Optional[Mapping[str, np.ndarray]] = None,
+            progress: Optional[bool] = None) -> RunResult:
+        """Advance ``n_steps`` (default: the spec's duration).
+
+        inputs: event_source name -> counts [T, n] or [T, B, n], indexed by the
+        step since the last reset. Shows a tqdm bar when ``progress`` is True,
+        or (None) when the run is expected to take longer than a few seconds.
+        """
+        n_steps = self.spec.n_steps if n_steps is None else int(n_steps)
+        inputs = self._check_inputs(inputs or {})
+        backend = self.backend
+        t_start = backend.t
+        counts_before = backend.get_spike_counts()
+        records: List[ChunkRecord] = []
+        bar = None
+        began = time.perf_counter()
+        done = 0
+        while done < n_steps:
+            chunk = backend.chunk_steps(n_steps - done)
+            rec = backend.advance(chunk, self._external(backend.t, chunk, inputs))
+            self._check_error(rec, backend.t - chunk)
+            records.append(rec)
+            done += chunk
+            elapsed = time.perf_counter() - began
+            if bar is None and progress is not False and done < n_steps and (
+                    progress or elapsed * n_steps / done > PROGRESS_AFTER_S):
+                from tqdm import tqdm
+                bar = tqdm(total=n_steps, initial=done, unit="step", desc=self.spec.name,
+                           leave=False, dynamic_ncols=True)
+            elif bar is not None:
+                bar.update(chunk)
+        if bar is not None:
+            bar.close()
+        run_s = time.perf_counter() - began
+        result = self._collect(records, t_start, n_steps, backend.get_spike_counts() - counts_before)
+        result.timing["run_s"] = run_s
+        return result
+
+    # -- inputs ---------------------------------------------------------------------------
+    def _check_inputs(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        out = {}
+        for name, arr in inputs.items():
+            pop = self.spec.population(name)
+            if pop.model_id != EVENT_ID:
+                raise SimulationError(f"input {name!r}: population is a {pop.model}, "
+                                      f"only event_source populations take inputs")
+            arr = np.asarray(arr)
+            if arr.ndim == 2:
+                arr = arr[:, None, :]
+            if arr.ndim != 3 or arr.shape[2] != pop.size or arr.shape[1] not in (1, self.instances):
+                raise SimulationError(f"input {name!r}: expected [T, {pop.size}] or "
+                                      f"[T, {self.instances}, {pop.size}], got {np.shape(inputs[name])}")
+            if arr.dtype != np.uint8:
+                if arr.size and (arr.min() < 0 or arr.max() > 255):
+                    raise SimulationError(f"input {name!r}: counts must lie in 0..255")
+                arr = arr.astype(np.uint8)
+            out[name] = arr
+        return out
+
+    def _external(self, t0: int, n: int, inputs: Dict[str, np.ndarray]) -> np.ndarray:
+        """uint8 [n, Bx, n_ext] spikes of array/event sources for steps [t0, t0 + n)."""
+        backend = self.backend
+        per_instance = any(a.shape[1] > 1 for a in inputs.values()) or any(
+            p.events is not None and p.events.ndim == 3 and p.events.shape[1] > 1
+            for p in backend.ext_pops)
+        ext = np.zeros((n, self.instances if per_instance else 1, max(backend.n_ext, 1)), np.uint8)
+        for p in backend.ext_pops:
+            col = backend.ext_cols[p.name]
+            if p.model_id == ARRAY_ID:
+                lo, hi = np.searchsorted(p.spike_steps, [t0, t0 + n])
+                np.add.at(ext, (p.spike_steps[lo:hi] - t0, slice(None), col + p.spike_index[lo:hi]), 1)
+                continue
+            data = inputs.get(p.name)
+            if data is None and p.events is not None:
+                data = p.events if p.events.ndim == 3 else p.events[:, None, :]
+            if data is None:
+                continue
+            part = data[t0: t0 + n]
+            ext[: part.shape[0], :, col: col + p.size] = part
+        return ext
+
+    # -- records --------------------------------------------------------------------------
+    def _check_error(self, rec: ChunkRecord, t0: int) -> None:
+        bad = np.flatnonzero(rec.error[:, 0] >= 0)
+        if bad.size:
+            b = int(bad[0])
+            step, p = int(rec.error[b, 0]), int(rec.error[b, 1])
+            raise SimulationError(
+                f"NaN or Inf in population {self.spec.populations[p].name!r} at step {step} "
+                f"(t = {step * self.spec.dt:g} ms), instance {b}; check parameters, weights and dt")
+
+    def _collect(self, records: List[ChunkRecord], t_start: int, n_steps: int,
+                 spike_counts: np.ndarray) -> RunResult:
+        spec = self.spec
+        B = self.instances
+        steps_all, neurons_all, inst_all = [], [], []
+        for rec in records:
+            for b in range(B):
+                k = int(rec.spike_n[b])
+                steps_all.append(rec.spike_t[b, :k])
+                neurons_all.append(rec.spike_i[b, :k])
+                inst_all.append(np.full(k, b, np.int32))
+        steps = np.concatenate(steps_all) if steps_all else np.zeros(0, np.int32)
+        neurons = np.concatenate(neurons_all) if neurons_all else np.zeros(0, np.int32)
+        inst = np.concatenate(inst_all) if inst_all else np.zeros(0, np.int32)
+        order = np.lexsort((neurons, steps, inst))
+        steps, neurons, inst = steps[order], neurons[order], inst[order]
+        spikes = {}
+        for m in spec.monitors:
+            if m.type != "spikes":
+                continue
+            pop = spec.population(m.population)
+            keep = np.isin(neurons, m.neurons)
+            spikes[m.population] = {"instance": inst[keep], "t": steps[keep] * spec.dt,
+                                    "i": (neurons[keep] - pop.offset).astype(np.int32)}
+        pop_counts = (np.concatenate([r.pop_counts for r in records]) if records
+                      else np.zeros((0, B, len(spec.populations)), np.int32))
+        states = self._collect_states(records, t_start)
+        return RunResult(spec, B, t_start, n_steps, spikes, pop_counts, states, spike_counts)
+
+    def _collect_states(self, records: List[ChunkRecord], t_start: int):
+        spec = self.spec
+        if not records or records[0].state.shape[2] == 0:
+            return {}
+        state = np.concatenate([r.state for r in records])  # [T, B, M]
+        steps = np.arange(t_start, t_start + state.shape[0])
+        out: Dict[str, Dict[str, np.ndarray]] = {}
+        col = 0
+        for m in spec.monitors:
+            if m.type != "state":
+                continue
+            take = steps % m.every == 0
+            entry = out.setdefault(m.population, {})
+            entry["t"] = steps[take] * spec.dt
+            entry["neurons"] = m.neurons - spec.population(m.population).offset
+            for var in m.variables:
+                entry[var] = state[take][:, :, col: col + m.neurons.size]
+                col += m.neurons.size
+        return out
