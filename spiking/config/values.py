@@ -101,16 +101,18 @@ class Expression:
         check_expression(self.expr)
 
     def sample(self, n: int, rng: np.random.Generator, names: Mapping | None = None) -> np.ndarray:
+        """Evaluate with the variables in ``names`` (only those used are looked up)."""
+        names = names if names is not None else {}
+        used = self.names()
+        missing = sorted(k for k in used if k not in names)
+        if missing:
+            raise ValueError(f"expression {self.expr!r}: unknown name(s) {', '.join(missing)}; "
+                             f"available: {', '.join(sorted(names.keys()))}")
         scope = dict(EXPR_FUNCTIONS)
-        scope.update(names or {})
+        scope.update({k: names[k] for k in used})
         code = compile(ast.parse(self.expr, mode="eval"), "<expr>", "eval")
-        try:
-            out = eval(code, {"__builtins__": {}}, scope)  # noqa: S307 - checked AST
-        except NameError as e:
-            raise ValueError(f"expression {self.expr!r}: {e}; available names: "
-                             f"{', '.join(sorted(k for k in scope if k not in EXPR_FUNCTIONS))}") from None
-        out = np.broadcast_to(np.asarray(out, dtype=np.float64), (n,)).copy()
-        return out
+        out = eval(code, {"__builtins__": {}}, scope)  # noqa: S307 - checked AST
+        return np.broadcast_to(np.asarray(out, dtype=np.float64), (n,)).copy()
 
     def names(self) -> set:
         return {node.id for node in ast.walk(ast.parse(self.expr, mode="eval"))

@@ -1,0 +1,225 @@
+"""Engine, builder, connectors, outputs and the CLI."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import spiking
+from netfiles import LIF_NET, write
+from spiking.build.builder import build_spec
+from spiking.config import load_config
+from spiking.errors import SimulationError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_same_seed_same_spikes_other_seed_differs(tmp_path):
+    path = str(write(tmp_path, LIF_NET))
+    a = spiking.load(path).run(progress=False)
+    b = spiking.load(path).run(progress=False)
+    for key in ("t", "i"):
+        np.testing.assert_array_equal(a.spikes["E"][key], b.spikes["E"][key])
+    c = spiking.load(path, overrides=["seed=8"]).run(progress=False)
+    assert not np.array_equal(a.counts("E"), c.counts("E"))
+
+
+def test_components_draw_independently(tmp_path):
+    """Adding a population does not change another projection's synapses."""
+    path = str(write(tmp_path, LIF_NET))
+    base = load_config(path)
+    extra = load_config(path, overrides={
+        "populations.Z": {"size": 30, "model": "lif"},
+        "projections.X": {"pre": "Z", "post": "E", "connector": {"type": "fixed_probability", "p": 0.5},
+                          "weight": "0.1 nA"}})
+    a, b = build_spec(base), build_spec(extra)
+    for name in ("EE", "EI"):
+        pa, pb = a.projection(name).index, b.projection(name).index
+        ta = a.connectivity.target[a.connectivity.projection == pa]
+        tb = b.connectivity.target[b.connectivity.projection == pb]
+        np.testing.assert_array_equal(ta, tb)
+
+
+def test_delay_arrives_exactly(tmp_path):
+    """A spike at step s through a delay of d steps moves v in step s + d."""
+    path = write(tmp_path, """
+dt: 0.1 ms
+duration: 10 ms
+populations:
+  src: {size: 1, model: spike_source_array, params: {spike_times: [[1 ms]]}}
+  n: {size: 1, model: lif, params: {tau_m: 1e9 ms, v_rest: 0 mV, v_reset: 0 mV, v_thresh: 100 mV}}
+projections:
+  p: {pre: src, post: n, receptor_type: v, connector: {type: one_to_one}, weight: 2 mV, delay: 2.5 ms}
+monitors:
+  - {type: state, population: n, variables: [v]}
+""")
+    res = spiking.load(str(path)).run(progress=False)
+    v = res.states["n"]["v"][:, 0, 0]
+    first = int(np.flatnonzero(v > 1)[0])
+    assert first == 10 + 25
+    assert v[first] == pytest.approx(2.0, rel=1e-6)
+
+
+def test_refractory_holds_v(tmp_path):
+    path = write(tmp_path, """
+dt: 0.1 ms
+duration: 30 ms
+populations:
+  n: {size: 1, model: lif, params: {i_offset: 2 nA, tau_refrac: 5 ms, v_reset: -70 mV}}
+monitors:
+  - {type: state, population: n, variables: [v]}
+  - {type: spikes, population: n}
+""")
+    res = spiking.load(str(path)).run(progress=False)
+    v = res.states["n"]["v"][:, 0, 0]
+    spike_steps = np.rint(res.spikes["n"]["t"] / 0.1).astype(int)
+    assert spike_steps.size >= 2
+    s = spike_steps[0]
+    # held at reset for steps s .. s + 49, integrating again at s + 50
+    assert np.all(v[s: s + 50] == np.float32(-70.0))
+    assert v[s + 50] > -70.0
+    assert np.all(np.diff(spike_steps) >= 50)
+
+
+def test_nan_stops_with_population_and_step(tmp_path):
+    path = write(tmp_path, """
+dt: 0.1 ms
+duration: 20 ms
+populations:
+  src: {size: 2, model: spike_source_array, params: {spike_times: [[2 ms], [2 ms]]}}
+  A: {size: 3, model: lif}
+  boom: {size: 2, model: lif}
+projections:
+  # two spikes of 3e38 nA overflow float32 to +inf and -inf: inf - inf is NaN
+  pe: {pre: src, post: boom, receptor_type: excitatory, connector: {type: all_to_all}, weight: 3e38 nA}
+  pi: {pre: src, post: boom, receptor_type: inhibitory, connector: {type: all_to_all}, weight: -3e38 nA}
+""")
+    for backend in ("numba", "torch"):
+        with pytest.raises(SimulationError, match=r"population 'boom' at step 2[01]"):
+            spiking.load(str(path), backend=backend).run(progress=False)
+
+
+def test_event_source_inputs(tmp_path):
+    path = write(tmp_path, """
+dt: 1 ms
+duration: 20 ms
+populations:
+  ev: {size: 4, model: event_source}
+  n: {size: 4, model: lif, params: {tau_m: 1e9 ms, v_rest: 0 mV, v_reset: 0 mV, v_thresh: 100 mV}}
+projections:
+  p: {pre: ev, post: n, receptor_type: v, connector: {type: one_to_one}, weight: 1 mV, delay: 1 ms}
+""")
+    net = spiking.load(str(path), instances=2)
+    events = np.zeros((20, 2, 4), np.uint8)
+    events[3, 0, 1] = 2      # two events in one step count twice
+    events[5, 1, 3] = 1
+    res = net.run(inputs={"ev": events}, progress=False)
+    np.testing.assert_array_equal(res.counts("ev"), [[0, 2, 0, 0], [0, 0, 0, 1]])
+    np.testing.assert_allclose(net.get_state("n", "v"), [[0, 2, 0, 0], [0, 0, 0, 1]])
+    with pytest.raises(SimulationError, match="expected"):
+        net.run(inputs={"ev": np.zeros((5, 3))}, progress=False)
+
+
+def test_connectors(tmp_path):
+    path = write(tmp_path, """
+grids:
+  cube: {shape: [6, 6, 6], spacing: 1 um}
+populations:
+  A: {size: 150, model: lif, positions: {grid: cube}}
+  B: {size: 50, model: lif, positions: {grid: cube}}
+projections:
+  indeg: {pre: A, post: A, connector: {type: fixed_indegree, n: 7, allow_self_connections: false}, weight: 0.1 nA}
+  outdeg: {pre: A, post: B, connector: {type: fixed_outdegree, n: 5}, weight: 0.1 nA}
+  prob: {pre: A, post: B, connector: {type: fixed_probability, p: 0.25}, weight: 0.1 nA}
+  dist: {pre: A, post: A, connector: {type: distance, c: 0.9, lambda: 1.5 um}, weight: 0.1 nA}
+  lst: {pre: B, post: A, connector: {type: from_list, pre: [0, 1, 1], post: [5, 6, 7], weight: [0.1, 0.2, 0.3]}}
+""")
+    spec = build_spec(load_config(str(path)))
+    conn = spec.connectivity
+    pre = conn.pre_index()
+    A, B = spec.population("A"), spec.population("B")
+    n_total = spec.n_total
+
+    def syn(name):
+        k = conn.projection == spec.projection(name).index
+        return pre[k], conn.target[k] % n_total, conn.weight[k]
+
+    p, q, _ = syn("indeg")
+    assert np.all(np.bincount(q, minlength=A.size) == 7) and not np.any(p == q)
+    p, q, _ = syn("outdeg")
+    assert np.all(np.bincount(p, minlength=A.size) == 5)
+    p, q, _ = syn("prob")
+    assert abs(p.size / (150 * 50) - 0.25) < 0.03
+    p, q, _ = syn("dist")
+    d = np.linalg.norm(A.positions[p - A.offset] - A.positions[q - A.offset], axis=1)
+    assert not np.any(p == q) and d.max() < 6 and np.mean(d) < 2.5
+    p, q, w = syn("lst")
+    np.testing.assert_array_equal(p - B.offset, [0, 1, 1])
+    np.testing.assert_array_equal(q - A.offset, [5, 6, 7])
+    np.testing.assert_allclose(w, [0.1, 0.2, 0.3], rtol=1e-6)
+    # E and I share the grid without overlapping sites
+    sites = {tuple(x) for x in np.vstack([A.positions, B.positions])}
+    assert len(sites) == 200
+
+
+def test_memory_refused_before_build(tmp_path):
+    path = write(tmp_path, """
+populations:
+  A: {size: 2000000, model: lif}
+projections:
+  p: {pre: A, post: A, connector: {type: fixed_probability, p: 0.5}, weight: 0.1 nA}
+""")
+    with pytest.raises(SimulationError, match="GiB"):
+        spiking.load(str(path)).build()
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "spiking", *args], capture_output=True,
+                          text=True, cwd=cwd or ROOT, timeout=600)
+
+
+def test_cli_run_writes_results(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("run", os.path.join(ROOT, "configs", "cuba.yaml"), "--set", "duration=200 ms",
+                   "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "E:" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("backend", "seed", "synapses"):
+        assert key in metrics
+    assert metrics["timing"]["run_s"] > 0 and metrics["timing"]["build_s"] > 0
+    assert metrics["populations"]["E"]["size"] == 3200
+    assert metrics["populations"]["E"]["spikes"] > 0 and metrics["populations"]["I"]["rate_hz"] > 0
+    with np.load(out / "spikes.npz") as spikes:
+        assert spikes["E/t"].size == metrics["populations"]["E"]["spikes"]
+    assert (out / "raster.png").stat().st_size > 1000
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")], "temporary folders left behind"
+
+
+def test_cli_bad_input_exit_2_without_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("populations:\n  E: {size: 10, model: lif, params: {tau_mem: 20 ms}}\n")
+    proc = run_cli("validate", str(bad))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "bad.yaml:2" in proc.stderr and "tau_m" in proc.stderr
+    proc = run_cli("run", str(bad))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    good = run_cli("validate", os.path.join(ROOT, "configs", "brunel2000.yaml"))
+    assert good.returncode == 0 and "valid" in good.stdout
+
+
+def test_results_folder_replaced_atomically(tmp_path):
+    from spiking.results import atomic_folder
+
+    out = tmp_path / "res"
+    with atomic_folder(str(out)) as tmp:
+        open(os.path.join(tmp, "a.txt"), "w").write("first")
+    with pytest.raises(RuntimeError):
+        with atomic_folder(str(out)) as tmp:
+            open(os.path.join(tmp, "a.txt"), "w").write("second")
+            raise RuntimeError("interrupted")
+    assert (out / "a.txt").read_text() == "first"
+    assert os.listdir(tmp_path) == ["res"]
