@@ -84,19 +84,24 @@ class Simulator:
         self.backend = make_backend(spec, backend, instances, device, per_instance_weights)
         self.instances = self.backend.instances
 
-    def reset(self) -> None:
-        self.backend.reset()
+    def reset(self, weights: bool = False) -> None:
+        self.backend.reset(weights=weights)
 
     def run(self, n_steps: Optional[int] = None, inputs: Optional[Mapping[str, np.ndarray]] = None,
-            progress: Optional[bool] = None) -> RunResult:
+            progress: Optional[bool] = None,
+            signals: Optional[Mapping[str, np.ndarray]] = None) -> RunResult:
         """Advance ``n_steps`` (default: the spec's duration).
 
         inputs: event_source name -> counts [T, n] or [T, B, n], indexed by the
-        step since the last reset. Shows a tqdm bar when ``progress`` is True,
-        or (None) when the run is expected to take longer than a few seconds.
+        step since the last reset. signals: signal/error modulator name ->
+        values [T], [T, B] or [T, B, n] for the steps of this run (then held).
+        Shows a tqdm bar when ``progress`` is True, or (None) when the run is
+        expected to take longer than a few seconds.
         """
         n_steps = self.spec.n_steps if n_steps is None else int(n_steps)
         inputs = self._check_inputs(inputs or {})
+        signals = self._check_signals(signals or {}, n_steps)
+        run_start = self.backend.t
         backend = self.backend
         t_start = backend.t
         counts_before = backend.get_spike_counts()
@@ -106,7 +111,8 @@ class Simulator:
         done = 0
         while done < n_steps:
             chunk = backend.chunk_steps(n_steps - done)
-            rec = backend.advance(chunk, self._external(backend.t, chunk, inputs))
+            rec = backend.advance(chunk, self._external(backend.t, chunk, inputs),
+                                  self._signals(backend.t - run_start, chunk, signals))
             self._check_error(rec, backend.t - chunk)
             records.append(rec)
             done += chunk
@@ -144,6 +150,54 @@ class Simulator:
                     raise SimulationError(f"input {name!r}: counts must lie in 0..255")
                 arr = arr.astype(np.uint8)
             out[name] = arr
+        return out
+
+    def set_signal(self, name: str, value) -> None:
+        """Hold a signal (or error target) at ``value`` (scalar, [B] or [B, n])."""
+        col, size = self._signal_column(name)
+        held = np.broadcast_to(np.asarray(value, np.float32), (self.instances, size)
+                               if np.ndim(value) else (1, size))
+        backend = self.backend
+        if held.shape[0] != backend.signal_held.shape[0]:
+            backend.signal_held = np.repeat(backend.signal_held[:1], held.shape[0], axis=0)
+        backend.signal_held[:, col:col + size] = held
+
+    def _signal_column(self, name: str):
+        cols = self.backend.layout.signal_cols
+        if name not in cols:
+            raise SimulationError(f"no signal or error modulator {name!r}; signals: "
+                                  f"{', '.join(cols) or 'none'}")
+        return cols[name]
+
+    def _check_signals(self, signals, n_steps: int) -> Dict[str, np.ndarray]:
+        out = {}
+        for name, values in signals.items():
+            col, size = self._signal_column(name)
+            arr = np.asarray(values, dtype=np.float32)
+            if arr.ndim == 1:
+                arr = arr[:, None, None]
+            elif arr.ndim == 2:
+                arr = arr[:, :, None]
+            if arr.ndim != 3 or arr.shape[1] not in (1, self.instances) or arr.shape[2] not in (1, size):
+                raise SimulationError(f"signal {name!r}: expected [T], [T, B] or [T, B, {size}] "
+                                      f"values, got {np.shape(values)}")
+            out[name] = np.broadcast_to(arr, (arr.shape[0], arr.shape[1], size))
+        return out
+
+    def _signals(self, t0: int, n: int, signals: Dict[str, np.ndarray]) -> np.ndarray:
+        """float32 [n, Bs, n_signal_cols] for steps [t0, t0 + n) of this run; a
+        signal keeps its last value after its array ends."""
+        backend = self.backend
+        per_instance = backend.signal_held.shape[0] > 1 or any(a.shape[1] > 1 for a in signals.values())
+        width = backend.signal_held.shape[1]
+        out = np.empty((n, self.instances if per_instance else 1, width), np.float32)
+        out[:] = backend.signal_held[None]
+        for name, arr in signals.items():
+            col, size = backend.layout.signal_cols[name]
+            part = arr[t0: t0 + n]
+            out[: part.shape[0], :, col:col + size] = part
+        if signals:
+            backend.signal_held = out[-1].copy()
         return out
 
     def _external(self, t0: int, n: int, inputs: Dict[str, np.ndarray]) -> np.ndarray:

@@ -35,21 +35,36 @@ class Network:
 
     def run(self, duration: Union[float, str, None] = None,
             inputs: Optional[Mapping[str, np.ndarray]] = None,
-            progress: Optional[bool] = None) -> RunResult:
+            progress: Optional[bool] = None,
+            signals: Optional[Mapping[str, np.ndarray]] = None) -> RunResult:
         """Run for ``duration`` (ms, or a string with a unit such as "10 s";
-        default: the file's ``duration``). Time continues from the last run."""
+        default: the file's ``duration``). Time continues from the last run.
+        ``inputs`` feed event sources, ``signals`` signal/error modulators."""
         self.build()
         if duration is None:
             steps = self.spec.n_steps
         else:
             from spiking.config.units import parse_quantity
             steps = int(round(parse_quantity(duration, "time") / self.spec.dt))
-        result = self.sim.run(steps, inputs=inputs, progress=progress)
+        result = self.sim.run(steps, inputs=inputs, progress=progress, signals=signals)
         result.timing["build_s"] = self.timing.get("build_s", 0.0)
         return result
 
-    def reset(self) -> None:
-        self.build().sim.reset()
+    def reset(self, weights: bool = False) -> None:
+        """Back to step 0 and the initial state; ``weights=True`` also restores
+        the initial weights (learned weights are kept otherwise)."""
+        self.build().sim.backend.reset(weights=weights)
+
+    def modulate(self, name: str, amount) -> None:
+        """Add to a reward modulator (scalar or one value per instance)."""
+        self.backend.modulate(name, amount)
+
+    def set_signal(self, name: str, value) -> None:
+        """Hold a signal or error-target modulator at ``value``."""
+        self.build().sim.set_signal(name, value)
+
+    def modulator(self, name: str) -> np.ndarray:
+        return self.backend.modulator(name)
 
     @property
     def backend(self):

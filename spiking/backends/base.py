@@ -51,12 +51,17 @@ class ArrayBackend:
 
     def __init__(self, spec: NetworkSpec, instances: Optional[int] = None,
                  per_instance_weights: bool = False, device: Optional[str] = None):
+        from spiking.plasticity.layout import build_layout
+
         self.spec = spec
         self.instances = int(instances or spec.instances)
-        self.per_instance_weights = per_instance_weights
+        # each instance learns its own weights
+        self.per_instance_weights = per_instance_weights or spec.plastic
         self.device = device
+        self.layout = build_layout(spec)
+        self.learns = self.layout.active
         self._layout(spec)
-        self.reset()
+        self.reset(weights=True)
 
     # -- array creation (overridden by torch) --------------------------------------------
     def _array(self, x, dtype=None):
@@ -68,7 +73,7 @@ class ArrayBackend:
     def to_numpy(self, x) -> np.ndarray:
         raise NotImplementedError
 
-    def _run_chunk(self, t0: int, n_steps: int, ext, rec: ChunkRecord) -> None:
+    def _run_chunk(self, t0: int, n_steps: int, ext, signals, rec: ChunkRecord) -> None:
         raise NotImplementedError
 
     # -- layout ---------------------------------------------------------------------------
@@ -106,7 +111,7 @@ class ArrayBackend:
         w = c.weight[None, :]
         if self.per_instance_weights:
             w = np.repeat(w, B, axis=0)
-        self.weight = self._array(w, np.float32)
+        self.initial_weight = w
         self.depth = spec.ring_length
         # monitors
         flag = np.zeros(n, dtype=np.uint8)
@@ -127,13 +132,39 @@ class ArrayBackend:
         self.scratch_idx = self._zeros((B, max(n, 1)), np.int32)
         self.scratch_cnt = self._zeros((B, max(n, 1)), np.int32)
 
-    def reset(self) -> None:
-        """Initial state, empty ring buffer, step 0, spike counts zeroed."""
+    def reset(self, weights: bool = False) -> None:
+        """Initial state, empty ring buffer, step 0, spike counts zeroed; learning
+        traces, eligibilities and modulators back to their start. With
+        ``weights``, the weights too (learned weights are kept otherwise)."""
+        from spiking.plasticity import modulators
+        from spiking.plasticity.stdp import trace_decay_table
+
         B = self.instances
         self.state = self._array(np.repeat(self.state0[:, None, :], B, axis=1))
         self.ring = self._zeros((self.depth, B, 3 * self.spec.n_total), np.float64)
         self.spike_counts = self._zeros((B, self.spec.n_total), np.int64)
         self.t = 0
+        if weights:
+            self.weight = self._array(self.initial_weight.copy(), np.float32)
+        L = self.layout
+        K, M = max(L.n_rules, 1), max(len(L.mod_names), 1)
+        mod_state, mod_aux = modulators.initial_state(L, B)
+        self.learning = {
+            "traces": self._zeros((B, max(L.n_traces, 1)), np.float32),
+            "trace_decay": self._array(trace_decay_table(L)),
+            "elig": self._zeros((B, self.spec.connectivity.nnz) if L.needs_eligibility else (1, 1), np.float32),
+            "lr": self._array(np.ones((B, K), np.float32)),
+            "clips": self._zeros((B, K), np.int64),
+            "amp": self._zeros((B, K, 2), np.float32),
+            "mod_state": self._array(mod_state),
+            "mod_aux": self._array(mod_aux),
+            "astro_drive": self._zeros((B, M), np.int64),
+        }
+        self.signal_held = np.zeros((1, max(L.n_signal_cols, 1)), np.float32)
+        for name, (col, size) in L.signal_cols.items():
+            m = L.mod_names.index(name)
+            from spiking.plasticity.layout import M_INITIAL
+            self.signal_held[:, col:col + size] = L.mod_f[m, M_INITIAL]
 
     # -- chunks ---------------------------------------------------------------------------
     def chunk_steps(self, steps_left: int) -> int:
@@ -152,11 +183,12 @@ class ArrayBackend:
             error=self._array(np.full((B, 2), -1, dtype=np.int64)),
         )
 
-    def advance(self, n_steps: int, ext: np.ndarray) -> ChunkRecord:
+    def advance(self, n_steps: int, ext: np.ndarray, signals: np.ndarray) -> ChunkRecord:
         """Run ``n_steps`` from the current step with external input ``ext``
-        (uint8 [n_steps, Bx, n_ext]); returns the chunk's record on the host."""
+        (uint8 [n_steps, Bx, n_ext]) and modulator signals (float32
+        [n_steps, Bs, n_signal_cols]); returns the chunk's record on the host."""
         rec = self.new_record(n_steps)
-        self._run_chunk(self.t, n_steps, self._array(ext), rec)
+        self._run_chunk(self.t, n_steps, self._array(ext), self._array(signals), rec)
         self.t += n_steps
         return ChunkRecord(*(self.to_numpy(x) for x in (
             rec.spike_t, rec.spike_i, rec.spike_n, rec.pop_counts, rec.state, rec.error)))
@@ -189,6 +221,38 @@ class ArrayBackend:
         w = np.array(self.to_numpy(self.weight))
         w[:, idx] = np.broadcast_to(np.asarray(values, dtype=np.float32), (w.shape[0], idx.size))
         self.weight = self._array(w)
+
+    # -- learning -------------------------------------------------------------------------
+    def modulate(self, name: str, amount) -> None:
+        """Add ``amount`` (scalar or [B]) to a reward modulator (e.g. dopamine)."""
+        from spiking.plasticity.layout import M_COL, M_KIND, REWARD
+
+        L = self.layout
+        if name not in L.mod_names:
+            raise KeyError(f"no modulator {name!r}; modulators: {', '.join(L.mod_names) or 'none'}")
+        m = L.mod_names.index(name)
+        if L.mod_i[m, M_KIND] != REWARD:
+            raise ValueError(f"modulator {name!r} is not a reward; set signals with set_signal")
+        col = int(L.mod_i[m, M_COL])
+        state = np.array(self.to_numpy(self.learning["mod_state"]))
+        state[:, col] += np.broadcast_to(np.asarray(amount, np.float32), (self.instances,))
+        self.learning["mod_state"] = self._array(state)
+
+    def modulator(self, name: str) -> np.ndarray:
+        """Current value of a modulator, [B] or [B, n]."""
+        from spiking.plasticity.layout import M_COL, M_SIZE
+
+        L = self.layout
+        m = L.mod_names.index(name)
+        col, size = int(L.mod_i[m, M_COL]), int(L.mod_i[m, M_SIZE])
+        values = np.array(self.to_numpy(self.learning["mod_state"]))[:, col:col + size]
+        return values[:, 0] if size == 1 else values
+
+    def clip_counts(self) -> dict:
+        """Weight clips per plastic projection since the last reset (all instances)."""
+        clips = np.array(self.to_numpy(self.learning["clips"])).sum(axis=0)
+        plastic = [p.name for p in self.spec.projections if p.plasticity is not None]
+        return {name: int(clips[k]) for k, name in enumerate(plastic)}
 
     def get_spike_counts(self) -> np.ndarray:
         """[B, N] spikes per neuron since the last reset."""

@@ -14,8 +14,10 @@ from numba import njit, prange
 
 from spiking.backends.base import ArrayBackend
 from spiking.models import izhikevich, lif
-from spiking.models.sources import (ARRAY_ID, EVENT_ID, EXP_MINUS_LAM, LAM, POISSON_ID,
-                                    START_STEP, STOP_STEP)
+from spiking.models.sources import EXP_MINUS_LAM, LAM, POISSON_ID, START_STEP, STOP_STEP
+from spiking.plasticity import modulators, stdp, three_factor
+from spiking.plasticity.layout import (A_MINUS, A_PLUS, AM_MOD, AM_SCALE, AP_MOD, AP_SCALE,
+                                       LR_DECAY, M_COL)
 from spiking.rng import poisson_from_uniform, uniform
 
 LIF_ID, IZH_ID = lif.INFO.model_id, izhikevich.INFO.model_id
@@ -39,14 +41,32 @@ def _sources(model, lo, hi, b, bx, t, tt, col, key, src, ext, spikes, counts, n_
     return n_spikes
 
 
+@njit(cache=True, nogil=True)
+def _amplitudes(b, rule_f, rule_i, mod_state, mod_i, lr, amp):
+    """This step's STDP amplitudes per rule: a constant times the learning-rate
+    decay, or a modulator's value (the NALSM astrocyte) times a scale."""
+    for k in range(rule_i.shape[0]):
+        for which, amp_col, mod_col, scale_col in ((0, A_PLUS, AP_MOD, AP_SCALE),
+                                                   (1, A_MINUS, AM_MOD, AM_SCALE)):
+            mod = rule_i[k, mod_col]
+            if mod >= 0:
+                amp[b, k, which] = rule_f[k, scale_col] * mod_state[b, mod_i[mod, M_COL]]
+            else:
+                amp[b, k, which] = rule_f[k, amp_col] * lr[b, k]
+
+
 @njit(cache=True, parallel=True, nogil=True)
 def run_chunk(t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_key,
               state, coef, src, ext, ring, indptr, target, delay, weight,
               record_flag, rec_t, rec_i, rec_n, spike_counts, pop_counts,
-              mon_neuron, mon_row, mon_every, mon_out, error, scratch_idx, scratch_cnt):
+              mon_neuron, mon_row, mon_every, mon_out, error, scratch_idx, scratch_cnt,
+              learn, rule_f, rule_i, syn_rule, csc_ptr, csc_syn, csc_pre, plastic_syn,
+              plastic_pre, plastic_post, traces, trace_decay, elig, lr, clips, amp,
+              mod_state, mod_aux, mod_i, mod_f, astro_sign, astro_drive, signal_in):
     """Advance every instance by ``n_steps`` steps starting at step ``t0``.
 
     error[b] = (step, population) of the first NaN/Inf, else (-1, -1).
+    With ``learn``, plasticity and modulators run too (see spiking.plasticity).
     """
     n_inst = state.shape[1]
     n_total = state.shape[2]
@@ -54,14 +74,21 @@ def run_chunk(t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_key,
     n_pop = pop_model.shape[0]
     per_instance_weights = weight.shape[0] > 1
     per_instance_input = ext.shape[1] > 1
+    per_instance_signal = signal_in.shape[1] > 1
     for b in prange(n_inst):
         wb = np.int64(b) if per_instance_weights else np.int64(0)
         bx = np.int64(b) if per_instance_input else np.int64(0)
+        sb = np.int64(b) if per_instance_signal else np.int64(0)
         spikes = scratch_idx[b]
         counts = scratch_cnt[b]
+        drive = astro_drive[b]
         for tt in range(n_steps):
             t = t0 + tt
             slot = t % depth
+            if learn:
+                stdp.decay_traces(traces, trace_decay, b)
+                modulators.begin_step(b, sb, tt, mod_state, mod_i, signal_in, traces)
+                _amplitudes(b, rule_f, rule_i, mod_state, mod_i, lr, amp)
             n_spikes = 0
             failed = False
             for p in range(n_pop):
@@ -91,7 +118,8 @@ def run_chunk(t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_key,
                 pop_counts[tt, b, p] = total
             if failed:
                 break
-            # propagate: each spike walks its CSR row into the ring buffer
+            # propagate: each spike walks its CSR row into the ring buffer;
+            # plastic synapses of the row then see the presynaptic spike
             for s in range(n_spikes):
                 j = spikes[s]
                 c = counts[s]
@@ -106,6 +134,24 @@ def run_chunk(t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_key,
                     if arrive >= depth:
                         arrive -= depth
                     ring[arrive, b, target[k]] += weight[wb, k] * c
+                    if learn and syn_rule[k] >= 0:
+                        stdp.on_pre(weight, wb, elig, b, k, syn_rule[k], target[k] % n_total,
+                                    rule_f, rule_i, traces, amp[b, :, 1], clips)
+            if learn:
+                for s in range(n_spikes):
+                    j = spikes[s]
+                    for q in range(csc_ptr[j], csc_ptr[j + 1]):
+                        syn = csc_syn[q]
+                        stdp.on_post(weight, wb, elig, b, syn, syn_rule[syn], csc_pre[q],
+                                     rule_f, rule_i, traces, amp[b, :, 0], clips)
+                for s in range(n_spikes):
+                    stdp.bump_traces(traces, b, spikes[s], rule_f, rule_i)
+                    modulators.on_spike(b, spikes[s], counts[s], mod_i, astro_sign, drive, traces)
+                three_factor.apply(weight, wb, elig, b, rule_f, rule_i, plastic_syn, plastic_pre,
+                                   plastic_post, traces, mod_state, mod_i, lr, clips)
+                modulators.end_step(b, mod_state, mod_aux, mod_i, mod_f, drive)
+                for k in range(rule_i.shape[0]):
+                    lr[b, k] = lr[b, k] * rule_f[k, LR_DECAY]
             # record sub-sampled state
             for m in range(mon_neuron.shape[0]):
                 if t % mon_every[m] == 0:
@@ -126,10 +172,15 @@ class NumbaBackend(ArrayBackend):
     def to_numpy(self, x):
         return x
 
-    def _run_chunk(self, t0, n_steps, ext, rec):
+    def _run_chunk(self, t0, n_steps, ext, signals, rec):
+        L, P = self.layout, self.learning
         run_chunk(t0, n_steps, self.pop_model, self.pop_lo, self.pop_hi, self.pop_col,
                   self.pop_key, self.state, self.coef, self.src, ext, self.ring,
                   self.indptr, self.target, self.delay, self.weight,
                   self.record_flag, rec.spike_t, rec.spike_i, rec.spike_n, self.spike_counts,
                   rec.pop_counts, self.mon_neuron, self.mon_row, self.mon_every, rec.state,
-                  rec.error, self.scratch_idx, self.scratch_cnt)
+                  rec.error, self.scratch_idx, self.scratch_cnt,
+                  self.learns, L.rule_f, L.rule_i, L.syn_rule, L.csc_ptr, L.csc_syn, L.csc_pre,
+                  L.plastic_syn, L.plastic_pre, L.plastic_post, P["traces"], P["trace_decay"],
+                  P["elig"], P["lr"], P["clips"], P["amp"], P["mod_state"], P["mod_aux"],
+                  L.mod_i, L.mod_f, L.astro_sign, P["astro_drive"], signals)

@@ -81,15 +81,21 @@ class TorchBackend(ArrayBackend):
         self.mon_row_host = self.to_numpy(self.mon_row)
         self.mon_neuron_host = self.to_numpy(self.mon_neuron)
         self.indptr_next = self.indptr[1:]
+        if self.learns:
+            from spiking.plasticity.learner import TorchLearner
+            self.learner = TorchLearner(self)
 
     # -- one chunk --------------------------------------------------------------------------
-    def _run_chunk(self, t0, n_steps, ext, rec: ChunkRecord) -> None:
+    def _run_chunk(self, t0, n_steps, ext, signals, rec: ChunkRecord) -> None:
         B, n, depth = self.instances, self.spec.n_total, self.depth
+        learner = self.learner if self.learns else None
         recorded = []
         first_error = torch.full((B, 2), -1, dtype=torch.int64, device=self.torch_device)
         for tt in range(n_steps):
             t = t0 + tt
             slot = t % depth
+            if learner is not None:
+                learner.begin_step(signals[tt])
             delivered = self.ring[slot].to(torch.float32).view(B, 3, n)
             self.ring[slot].zero_()
             counts = torch.zeros((B, n), dtype=torch.int32, device=self.torch_device)
@@ -114,7 +120,9 @@ class TorchBackend(ArrayBackend):
                     col = plan["col"]
                     counts[:, lo:hi] = ext[tt, :, col: col + hi - lo].to(torch.int32)
                 rec.pop_counts[tt, :, plan["index"]] = counts[:, lo:hi].sum(dim=1, dtype=torch.int32)
-            self._propagate(counts, slot)
+            self._propagate(counts, slot, learner)
+            if learner is not None:
+                learner.after_propagation(counts)
             self.spike_counts += counts
             hits = torch.nonzero(counts * self.record_flag, as_tuple=False)
             if hits.numel():
@@ -129,7 +137,7 @@ class TorchBackend(ArrayBackend):
         active = (plan["start"] <= t) & (t < plan["stop"]) & (plan["lam"] > 0)
         return torch.where(active, k, torch.zeros_like(k))
 
-    def _propagate(self, counts, slot) -> None:
+    def _propagate(self, counts, slot, learner=None) -> None:
         b_idx, j_idx = torch.nonzero(counts, as_tuple=True)
         if b_idx.numel() == 0:
             return
@@ -146,6 +154,8 @@ class TorchBackend(ArrayBackend):
         w_rows = b_rep if self.weight.shape[0] > 1 else torch.zeros_like(b_rep)
         values = self.weight[w_rows, syn].to(torch.float64) * counts[b_idx, j_idx][row].to(torch.float64)
         self.ring.view(-1).index_add_(0, flat, values)
+        if learner is not None:
+            learner.on_pre(b_rep, syn, self.target[syn].to(torch.int64) % self.spec.n_total)
 
     def _record_state(self, rec, tt, t) -> None:
         if self.mon_every_host.size == 0:

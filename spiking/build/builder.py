@@ -46,6 +46,7 @@ def build_spec(config, instances: Optional[int] = None) -> NetworkSpec:
         connectivity=connectivity, monitors=monitors,
         source_file=getattr(config, "source_file", None),
         sections=dict(getattr(config, "sections", {}) or {}),
+        modulators=dict(getattr(config, "modulators", {}) or {}),
     )
 
 

@@ -100,6 +100,11 @@ class NetworkSpec:
     monitors: List[MonitorSpec]
     source_file: Optional[str] = None
     sections: Dict[str, Any] = field(default_factory=dict)
+    modulators: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def plastic(self) -> bool:
+        return any(p.plasticity is not None for p in self.projections)
 
     @property
     def n_total(self) -> int:

@@ -455,6 +455,153 @@ CONNECTORS: Tuple[str, ...] = tuple(get_args(c.model_fields["type"].annotation)[
 Connector = Annotated[Union[_CONNECTOR_TYPES], Field(discriminator="type")]
 
 
+# ---------------------------------------------------------------- plasticity
+
+class Reward(Section):
+    """A per-instance scalar (dopamine) that decays with ``tau``; Python adds to it
+    with ``net.modulate(name, amount)``."""
+
+    type: Literal["reward"]
+    tau: PositiveTime = 200.0  # ms
+    initial: float = 0.0
+
+
+class Signal(Section):
+    """Values given from Python each step (``net.run(signals={name: [T, B]})``)
+    or held with ``net.set_signal(name, value)``; per instance, or per neuron of
+    ``population`` when one is named."""
+
+    type: Literal["signal"]
+    population: Optional[StrictStr] = None
+    initial: float = 0.0
+
+    @classmethod
+    def prepare(cls, data: dict, context: dict) -> dict:
+        population(context, data, "population")
+        return data
+
+
+class ErrorSignal(Section):
+    """Per-neuron error M_j = target_j - y_j of ``population``: the target is given
+    from Python like a signal, y_j is the neuron's spike trace (time constant
+    ``tau``, +1 per spike), so a rule reads (target - output)."""
+
+    type: Literal["error"]
+    population: StrictStr
+    tau: PositiveTime = 20.0  # ms
+    initial: float = 0.0
+
+    @classmethod
+    def prepare(cls, data: dict, context: dict) -> dict:
+        population(context, data, "population")
+        return data
+
+
+class Astrocyte(Section):
+    """NALSM astrocyte (Ivanov & Michmizos, NeurIPS 2021; NALSM_ASTRO.py):
+    tau dA/dt = -A + weight * (liquid spikes - input spikes) + bias, per instance."""
+
+    type: Literal["astrocyte"]
+    tau: PositiveTime = 100.0  # ms
+    weight: Annotated[float, Field(ge=0)] = 0.015
+    bias: float = 0.15
+    initial: float = 0.15
+    liquid: Annotated[List[StrictStr], Field(min_length=1)]
+    input: List[StrictStr] = []
+    fraction: Fraction = 1.0  # share of liquid and input neurons the astrocyte sees
+    lr_decay: Annotated[float, Field(gt=0, le=1)] = 1.0  # factor per ms on A, weight and bias
+
+    @classmethod
+    def prepare(cls, data: dict, context: dict) -> dict:
+        for key in ("liquid", "input"):
+            for k, name in enumerate(data.get(key) or []):
+                with at(key):
+                    population(context, {k: name}, k)
+        return data
+
+
+MODULATORS = ("reward", "signal", "error", "astrocyte")
+Modulator = Annotated[Union[Reward, Signal, ErrorSignal, Astrocyte], Field(discriminator="type")]
+
+
+class ModulatedAmplitude(Section):
+    """A learning amplitude read from a modulator (e.g. the NALSM astrocyte), times ``scale``."""
+
+    modulator: StrictStr
+    scale: float = 1.0
+
+
+Amplitude = Union[float, ModulatedAmplitude]
+
+
+class PlasticityConfig(Section):
+    """A learning rule on a projection (see docs/plasticity.md).
+
+    stdp: dw = a_plus(w) x_pre on a post spike, -a_minus(w) y_post on a pre spike.
+    three_factor: the same pairing (or a Hebbian/pre-only term) feeds an
+    eligibility trace e with time constant ``tau_eligibility``, and
+    dw/dt = eta * gate * modulator * e.
+    """
+
+    rule: Literal["stdp", "three_factor"]
+    preset: Optional[StrictStr] = None
+    tau_plus: PositiveTime = 20.0       # ms, presynaptic trace
+    tau_minus: PositiveTime = 20.0      # ms, postsynaptic trace
+    trace_increment: Annotated[float, Field(gt=0)] = 1.0
+    a_plus: Amplitude = 0.01            # weight units per pairing
+    a_minus: Amplitude = 0.012
+    update: Literal["additive", "multiplicative"] = "additive"
+    pairing: Literal["all_to_all", "nearest"] = "all_to_all"
+    w_min: Optional[float] = None
+    w_max: Optional[float] = None
+    lr_decay: Annotated[float, Field(gt=0, le=1)] = 1.0   # factor per ms on the learning rates
+    eligibility: Literal["stdp", "hebbian", "pre"] = "stdp"
+    tau_eligibility: PositiveTime = 1000.0   # ms
+    modulator: Optional[StrictStr] = None
+    gate: Optional[StrictStr] = None
+    eta: float = 1.0
+
+    @classmethod
+    def prepare(cls, data: dict, context: dict) -> dict:
+        from spiking.plasticity.presets import apply_preset
+        with at("preset"):
+            return apply_preset(data)
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> "PlasticityConfig":
+        modulators = (info.context or {}).get("modulators")
+        if self.w_min is None or self.w_max is None:
+            raise FieldError("needs w_min and w_max (weight bounds in the receptor's unit)",
+                             "w_max" if self.w_min is not None else "w_min")
+        if not self.w_min <= self.w_max:
+            raise FieldError(f"w_min ({self.w_min:g}) must be <= w_max ({self.w_max:g})", "w_min")
+        if self.update == "multiplicative" and self.w_min == self.w_max:
+            raise FieldError("multiplicative updates need w_min < w_max", "update")
+        names = []
+        for key in ("a_plus", "a_minus"):
+            amp = getattr(self, key)
+            if isinstance(amp, ModulatedAmplitude):
+                names.append((key, amp.modulator, ("astrocyte", "reward", "signal")))
+        if self.rule == "three_factor":
+            if self.modulator is None:
+                raise FieldError("a three_factor rule needs a modulator", "modulator")
+            names.append(("modulator", self.modulator, ("reward", "signal", "error", "astrocyte")))
+        elif self.modulator is not None:
+            raise FieldError("only three_factor rules take a modulator; for NALSM use "
+                             "a_minus: {modulator: NAME}", "modulator")
+        if self.gate is not None:
+            names.append(("gate", self.gate, ("reward", "signal")))
+        for key, name, kinds in names:
+            if modulators is None:
+                continue
+            if name not in modulators:
+                raise FieldError(unknown("modulator", name, modulators, always_list=True), key)
+            if modulators[name].type not in kinds:
+                raise FieldError(f"modulator {name!r} is a {modulators[name].type}; "
+                                 f"{key} takes {', '.join(kinds)}", key)
+        return self
+
+
 class ProjectionConfig(Section):
     """Synapses from ``pre`` to ``post`` onto one receptor of the post model.
 
@@ -469,7 +616,7 @@ class ProjectionConfig(Section):
     connector: Connector
     weight: Optional[Spec] = None
     delay: Optional[Spec] = None
-    plasticity: Optional[Dict[str, Any]] = None
+    plasticity: Optional[PlasticityConfig] = None
 
     @classmethod
     def prepare(cls, data: dict, context: dict) -> dict:
@@ -673,6 +820,7 @@ class NetworkConfig(Section):
     device: StrictStr = "auto"
     grids: Dict[str, GridConfig] = Field(default={}, validate_default=True)
     populations: Annotated[Dict[str, PopulationConfig], Field(min_length=1)]
+    modulators: Dict[str, Modulator] = Field(default={}, validate_default=True)
     projections: Dict[str, ProjectionConfig] = {}
     monitors: List[Monitor] = []
     sections: Dict[str, Any] = {}
@@ -698,7 +846,7 @@ class NetworkConfig(Section):
         data["sections"] = {key: data.pop(key) for key in list(data) if key in SECTIONS}
         return data
 
-    @field_validator("dt", "grids", "populations")
+    @field_validator("dt", "grids", "populations", "modulators")
     @classmethod
     def _share(cls, value: Any, info: ValidationInfo) -> Any:
         """Make a validated section visible to the sections after it."""
@@ -711,6 +859,14 @@ class NetworkConfig(Section):
     def _device(cls, value: str) -> str:
         if not _DEVICE.match(value):
             raise ValueError(f"must be auto, cpu, cuda or cuda:N; got {value!r}")
+        return value
+
+    @field_validator("modulators", mode="before")
+    @classmethod
+    def _modulator_types(cls, value: Any) -> Any:
+        for name, item in (value.items() if isinstance(value, dict) else ()):
+            with at(name):
+                check_tag(item, MODULATORS, "modulator")
         return value
 
     @field_validator("monitors", mode="before")

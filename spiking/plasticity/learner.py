@@ -1,0 +1,135 @@
+"""Learning on the torch backend: the state and the per-step order of the numba
+kernel (``spiking.backends.numba_backend.run_chunk``), batched over instances.
+
+The rule arithmetic lives beside its numba twin in ``stdp.py``,
+``three_factor.py`` and ``modulators.py``; this class holds the tensors and
+runs the steps in order.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from spiking.plasticity import modulators, stdp, three_factor
+from spiking.plasticity.layout import (A_MINUS, A_PLUS, AM_MOD, AM_SCALE, AP_MOD, AP_SCALE,
+                                       ASTROCYTE, ERROR, KIND, LR_DECAY, M_COL, M_DECAY, M_KIND,
+                                       M_POP_LO, M_SIGNAL_COL, M_SIZE, M_TRACE_OFF, REWARD,
+                                       SIGNAL, THREE_FACTOR, W_MAX, W_MIN)
+
+
+class TorchLearner:
+    def __init__(self, backend):
+        L = backend.layout
+        self.backend = backend
+        arr = backend._array
+        self.rule_f = arr(L.rule_f)
+        self.rule_i = arr(L.rule_i)
+        self.rule_i_host = L.rule_i
+        self.syn_rule = arr(L.syn_rule)
+        self.csc_ptr, self.csc_syn, self.csc_pre = arr(L.csc_ptr), arr(L.csc_syn), arr(L.csc_pre)
+        self.plastic_syn = arr(L.plastic_syn)
+        self.plastic_pre, self.plastic_post = arr(L.plastic_pre), arr(L.plastic_post)
+        self.mod_i_host = L.mod_i
+        self.mod_f = arr(L.mod_f)
+        self.astro_sign = arr(L.astro_sign.astype(np.int64))
+        self.three_factor_rules = [k for k in range(L.n_rules) if L.rule_i[k, KIND] == THREE_FACTOR]
+        mi = L.mod_i
+        kinds = [int(mi[m, M_KIND]) for m in range(len(L.mod_names))]
+        self.signal_mods = [(int(mi[m, M_COL]), int(mi[m, M_SIZE]), int(mi[m, M_SIGNAL_COL]), k,
+                             int(mi[m, M_TRACE_OFF])) for m, k in enumerate(kinds) if k in (SIGNAL, ERROR)]
+        self.error_mods = [(m, int(mi[m, M_COL]), int(mi[m, M_POP_LO]), int(mi[m, M_SIZE]),
+                            int(mi[m, M_TRACE_OFF])) for m, k in enumerate(kinds) if k == ERROR]
+        self.reward_mods = [(m, int(mi[m, M_COL]), self.mod_f[m, M_DECAY]) for m, k in enumerate(kinds)
+                            if k == REWARD]
+        self.astro_mods = [m for m, k in enumerate(kinds) if k == ASTROCYTE]
+        self.amp_sources = []
+        for k in range(L.n_rules):
+            for which, amp_col, mod_col, scale_col in ((0, A_PLUS, AP_MOD, AP_SCALE),
+                                                       (1, A_MINUS, AM_MOD, AM_SCALE)):
+                mod = int(L.rule_i[k, mod_col])
+                self.amp_sources.append((k, which, amp_col, scale_col,
+                                         int(mi[mod, M_COL]) if mod >= 0 else -1))
+
+    # the backend's learning state (replaced on reset, so always looked up)
+    def __getattr__(self, name):
+        learning = self.__dict__["backend"].learning
+        if name in learning:
+            return learning[name]
+        if name == "weight":
+            return self.__dict__["backend"].weight
+        raise AttributeError(name)
+
+    def begin_step(self, signal_row) -> None:
+        traces = self.traces
+        traces.mul_(self.trace_decay)
+        modulators.begin_step_torch(self, signal_row)
+        amp, lr, rf = self.amp, self.lr, self.rule_f
+        for k, which, amp_col, scale_col, col in self.amp_sources:
+            if col >= 0:
+                amp[:, k, which] = rf[k, scale_col] * self.mod_state[:, col]
+            else:
+                amp[:, k, which] = rf[k, amp_col] * lr[:, k]
+
+    @property
+    def amp_plus(self):
+        return self.amp[:, :, 0]
+
+    @property
+    def amp_minus(self):
+        return self.amp[:, :, 1]
+
+    def on_pre(self, b_rep, syn, post) -> None:
+        stdp.on_pre_torch(self, b_rep, syn, post)
+
+    def after_propagation(self, counts) -> None:
+        b_idx, j_idx = torch.nonzero(counts, as_tuple=True)
+        if b_idx.numel():
+            stdp.on_post_torch(self, b_idx, j_idx)
+            self._bump_traces(counts)
+        modulators.on_spikes_torch(self, counts)
+        if self.three_factor_rules:
+            three_factor.apply_torch(self)
+        modulators.end_step_torch(self)
+        self.lr.mul_(self.rule_f[:, LR_DECAY])
+
+    def _bump_traces(self, counts) -> None:
+        spiked = counts > 0
+        ri, rf = self.rule_i_host, self.backend.layout.rule_f
+        from spiking.plasticity.layout import INC, NEAREST, POST_HI, POST_LO, PRE_HI, PRE_LO, X_OFF, Y_OFF
+        for k in range(ri.shape[0]):
+            for lo_col, hi_col, off_col in ((PRE_LO, PRE_HI, X_OFF), (POST_LO, POST_HI, Y_OFF)):
+                lo, hi, off = int(ri[k, lo_col]), int(ri[k, hi_col]), int(ri[k, off_col])
+                part = self.traces[:, off: off + hi - lo]
+                hit = spiked[:, lo:hi]
+                inc = float(rf[k, INC])
+                if ri[k, NEAREST]:
+                    part[hit] = inc
+                else:
+                    part += hit.to(torch.float32) * np.float32(inc)
+
+    def update(self, active, to_weight, stdp_like, b_rep, wb, syn, k, w, dw, d_abs) -> None:
+        """Apply one batch of pairings: weights (STDP) or eligibilities (three-factor)."""
+        weight_rows = active & to_weight
+        if bool(weight_rows.any()):
+            new = self.clip_pairs(w[weight_rows] + dw[weight_rows], b_rep[weight_rows], k[weight_rows])
+            self.weight[wb[weight_rows], syn[weight_rows]] = new
+        elig_rows = active & ~to_weight
+        if bool(elig_rows.any()):
+            e = self.elig[b_rep[elig_rows], syn[elig_rows]]
+            delta = torch.where(stdp_like[elig_rows], dw[elig_rows], d_abs[elig_rows])
+            self.elig[b_rep[elig_rows], syn[elig_rows]] = e + delta
+
+    def clip_pairs(self, values, b_rep, k):
+        low, high = self.rule_f[k, W_MIN], self.rule_f[k, W_MAX]
+        out = (values < low) | (values > high)
+        if bool(out.any()):
+            self.clips.index_put_((b_rep[out], k[out]), torch.ones_like(b_rep[out]), accumulate=True)
+        return torch.minimum(torch.maximum(values, low), high)
+
+    def clip_weights(self, values, active, k):
+        """Clip [B, n] weights of rule k where ``active``, counting clips per instance."""
+        low, high = self.rule_f[k, W_MIN], self.rule_f[k, W_MAX]
+        out = active & ((values < low) | (values > high))
+        self.clips[:, k] += out.sum(dim=1)
+        clipped = torch.minimum(torch.maximum(values, low), high)
+        return torch.where(active, clipped, values)

@@ -1,0 +1,162 @@
+"""Learning rules: the STDP window, pairing variants, three-factor rules, the
+astrocyte, backend parity and bad input."""
+import numpy as np
+import pytest
+
+import spiking
+from netfiles import LIF_NET, write
+from spiking.errors import ConfigError
+
+TAU_PLUS, TAU_MINUS, A_PLUS, A_MINUS, INC = 16.8, 33.7, 0.01, 0.012, 0.5
+
+# One plastic synapse pre -> post per instance. The event source kicks the pre
+# neuron's synapse (channel 0) and forces the post neuron to spike (channel 1,
+# a large jump of v one step later).
+PAIR_NET = f"""
+dt: 1 ms
+duration: 200 ms
+populations:
+  ev: {{size: 2, model: event_source}}
+  post: {{size: 1, model: lif, params: {{tau_m: 10 ms, v_rest: 0 mV, v_reset: 0 mV, v_thresh: 10 mV, tau_refrac: 1 ms}}}}
+projections:
+  plastic:
+    pre: ev
+    post: post
+    receptor_type: excitatory
+    connector: {{type: from_list, pre: [0], post: [0]}}
+    weight: 0.5 nA
+    delay: 1 ms
+    plasticity: {{rule: stdp, tau_plus: {TAU_PLUS} ms, tau_minus: {TAU_MINUS} ms, a_plus: {A_PLUS},
+                 a_minus: {A_MINUS}, trace_increment: {INC}, w_min: 0, w_max: 1, update: UPDATE, pairing: PAIRING}}
+  kick: {{pre: ev, post: post, receptor_type: v, connector: {{type: from_list, pre: [1], post: [0]}}, weight: 50 mV, delay: 1 ms}}
+monitors:
+  - {{type: spikes, population: post}}
+"""
+
+
+def pair_run(tmp_path, deltas, backend="numba", update="additive", pairing="all_to_all", extra_pre=None):
+    """Δw per instance for a pre spike at 100 ms and a post spike at 100 + Δ ms."""
+    path = write(tmp_path, PAIR_NET, UPDATE=update, PAIRING=pairing)
+    net = spiking.load(str(path), backend=backend, instances=len(deltas), device="cpu")
+    events = np.zeros((200, len(deltas), 2), np.uint8)
+    for b, d in enumerate(deltas):
+        events[100, b, 0] = 1
+        events[100 + d - 1, b, 1] = 1      # kick at t arrives at t + 1: post spikes at 100 + Δ
+        if extra_pre is not None:
+            events[100 + extra_pre, b, 0] = 1
+    w0 = net.weights("plastic").copy()
+    res = net.run(inputs={"ev": events}, progress=False)
+    post_t = res.spikes["post"]
+    for b, d in enumerate(deltas):
+        assert post_t["t"][post_t["instance"] == b].tolist() == [100.0 + d], "post must spike once, at 100 + Δ"
+    return (net.weights("plastic") - w0)[:, 0], net
+
+
+def analytic(d):
+    if d > 0:
+        return A_PLUS * INC * np.exp(-d / TAU_PLUS)
+    if d < 0:
+        return -A_MINUS * INC * np.exp(d / TAU_MINUS)
+    return 0.0
+
+
+DELTAS = [-60, -30, -10, -3, -1, 0, 1, 2, 5, 10, 20, 40, 80]
+
+
+def test_stdp_window_matches_analytic(tmp_path):
+    dw, _ = pair_run(tmp_path, DELTAS)
+    expected = np.array([analytic(d) for d in DELTAS])
+    # float32 weights near 0.5 resolve 6e-8
+    np.testing.assert_allclose(dw, expected, rtol=1e-4, atol=2e-7)
+    assert dw[DELTAS.index(1)] > dw[DELTAS.index(10)] > 0 > dw[DELTAS.index(-30)] > dw[DELTAS.index(-1)]
+
+
+def test_stdp_window_same_on_torch(tmp_path):
+    a, _ = pair_run(tmp_path, DELTAS, backend="numba", update="multiplicative")
+    b, _ = pair_run(tmp_path, DELTAS, backend="torch", update="multiplicative")
+    np.testing.assert_array_equal(a, b)
+
+
+def test_multiplicative_scales_with_distance_to_bounds(tmp_path):
+    dw, _ = pair_run(tmp_path, [10, -10], update="multiplicative")
+    # w = 0.5: potentiation times (w_max - w) = 0.5, depression times (w - w_min) = 0.5
+    np.testing.assert_allclose(dw, [0.5 * analytic(10), 0.5 * analytic(-10)], rtol=1e-4, atol=2e-7)
+
+
+def test_nearest_pairing_forgets_earlier_spikes(tmp_path):
+    # a second pre spike 20 ms before the first: all-to-all pairs both, nearest only one
+    all_pairs, _ = pair_run(tmp_path, [10], extra_pre=-20)
+    nearest, _ = pair_run(tmp_path, [10], pairing="nearest", extra_pre=-20)
+    np.testing.assert_allclose(nearest, [analytic(10)], rtol=1e-4, atol=2e-7)
+    np.testing.assert_allclose(all_pairs, [analytic(10) + analytic(30)], rtol=1e-4, atol=2e-7)
+
+
+def test_lr_decay_and_clip_counting(tmp_path):
+    path = write(tmp_path, PAIR_NET.replace("pairing: PAIRING}", "pairing: all_to_all, lr_decay: 0.99}"),
+                 UPDATE="additive")
+    net = spiking.load(str(path), instances=1)
+    events = np.zeros((200, 1, 2), np.uint8)
+    events[100, 0, 0] = 1
+    events[109, 0, 1] = 1
+    w0 = net.weights("plastic").copy()
+    net.run(inputs={"ev": events}, progress=False)
+    # learning rate at the post spike (step 110) has decayed by 0.99^110
+    np.testing.assert_allclose(net.weights("plastic") - w0, [[analytic(10) * 0.99 ** 110]], rtol=1e-4)
+    # a huge amplitude drives w into its bound: clipped and counted
+    path = write(tmp_path, PAIR_NET.replace(f"a_plus: {A_PLUS}", "a_plus: 100"), UPDATE="additive",
+                 PAIRING="all_to_all", name="big.yaml")
+    net = spiking.load(str(path), instances=1)
+    net.run(inputs={"ev": events}, progress=False)
+    assert net.weights("plastic")[0, 0] == 1.0
+    assert net.backend.clip_counts() == {"plastic": 1}
+
+
+STDP_RULE = {"projections.EE.plasticity": {
+    "rule": "stdp", "a_plus": 0.02, "a_minus": 0.021, "w_min": 0, "w_max": 1, "update": "multiplicative"}}
+
+
+def test_stdp_network_parity_and_learning(tmp_path):
+    results = {}
+    for backend in ("numba", "torch"):
+        net = spiking.load(str(write(tmp_path, LIF_NET)), STDP_RULE, backend=backend, instances=2,
+                           device="cpu")
+        w0 = net.weights("EE").copy()
+        res = net.run(progress=False)
+        results[backend] = (net.weights("EE"), res.counts("E"))
+    np.testing.assert_array_equal(results["numba"][0], results["torch"][0])
+    np.testing.assert_array_equal(results["numba"][1], results["torch"][1])
+    w = results["numba"][0]
+    assert not np.array_equal(w, np.broadcast_to(w0, w.shape)), "weights must change"
+    assert not np.array_equal(w[0], w[1]), "each instance learns its own weights"
+    assert w.min() >= 0 and w.max() <= 1
+
+
+def test_weights_restored_only_when_asked(tmp_path):
+    net = spiking.load(str(write(tmp_path, LIF_NET)), STDP_RULE)
+    w0 = net.weights("EE").copy()
+    net.run("50 ms", progress=False)
+    learned = net.weights("EE").copy()
+    net.reset()
+    np.testing.assert_array_equal(net.weights("EE"), learned)
+    net.reset(weights=True)
+    np.testing.assert_array_equal(net.weights("EE"), w0)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("plasticity: {rule: stdp}", "w_min"),
+    ("plasticity: {rule: stdp, w_min: 1, w_max: 0}", "w_min"),
+    ("plasticity: {rule: three_factor, w_min: 0, w_max: 1}", "modulator"),
+    ("plasticity: {rule: three_factor, modulator: nope, w_min: 0, w_max: 1}", "nope"),
+    ("plasticity: {rule: stdp, a_minus: {modulator: nope}, w_min: 0, w_max: 1}", "nope"),
+    ("plasticity: {rule: hebb, w_min: 0, w_max: 1}", "rule"),
+    ("plasticity: {preset: nope}", "preset"),
+    ("plasticity: {rule: stdp, w_min: 0, w_max: 1, tau_plus: -3 ms}", "tau_plus"),
+])
+def test_bad_rules_are_rejected_at_validation(tmp_path, text, message):
+    lines = PAIR_NET.splitlines()
+    at = next(k for k, line in enumerate(lines) if "plasticity:" in line)
+    end = next(k for k in range(at, len(lines)) if lines[k].rstrip().endswith("}"))
+    bad = "\n".join(lines[:at] + [f"    {text}"] + lines[end + 1:])
+    with pytest.raises(ConfigError, match=message) as err:
+        spiking.load(str(write(tmp_path, bad, UPDATE="additive", PAIRING="all_to_all")))
+    assert f"net.yaml:{at + 1}" in str(err.value) and "projections.plastic.plasticity" in str(err.value)
