@@ -68,6 +68,66 @@ def cmd_run(args) -> int:
     return 0
 
 
+# Models on top register here: the top-level section of a file names the trainer
+# (``module:function`` taking the parsed arguments and returning an exit code).
+TRAINERS = {
+    "lsm": "networks.lsm_cli:train",
+    "diffusion": "networks.diffusion.cli:train_command",
+    "task": "networks.reservoir_cli:train",
+}
+# ``spiking evaluate`` / ``spiking sample`` read ``kind`` from the model folder's model.json.
+EVALUATORS = {"lsm": "networks.lsm_cli:evaluate", "diffusion": "networks.diffusion.cli:evaluate_command"}
+SAMPLERS = {"diffusion": "networks.diffusion.cli:sample_command"}
+
+
+def _entry(spec: str):
+    import importlib
+
+    module, function = spec.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _sections_of(config_path: str) -> List[str]:
+    from spiking.config.loader import load_tree
+
+    data, _ = load_tree(config_path)
+    return list(data) if isinstance(data, dict) else []
+
+
+def cmd_train(args) -> int:
+    from spiking.errors import ConfigError
+
+    kinds = [k for k in _sections_of(args.config) if k in TRAINERS]
+    if not kinds:
+        raise ConfigError(f"nothing to train: the file has none of the sections "
+                          f"{', '.join(TRAINERS)}", file=args.config)
+    return _entry(TRAINERS[kinds[0]])(args)
+
+
+def _model_kind(model_dir: str, table: dict, verb: str) -> str:
+    import os
+
+    path = os.path.join(model_dir, "model.json")
+    try:
+        with open(path) as f:
+            kind = json.load(f).get("kind")
+    except (OSError, ValueError) as e:
+        raise SpikingError(f"{model_dir} is not a trained model folder ({path}: "
+                           f"{getattr(e, 'strerror', None) or e})") from None
+    if kind not in table:
+        raise SpikingError(f"{path}: cannot {verb} a model of kind {kind!r}; "
+                           f"kinds: {', '.join(table)}")
+    return kind
+
+
+def cmd_evaluate(args) -> int:
+    return _entry(EVALUATORS[_model_kind(args.model, EVALUATORS, "evaluate")])(args)
+
+
+def cmd_sample(args) -> int:
+    return _entry(SAMPLERS[_model_kind(args.model, SAMPLERS, "sample from")])(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spiking", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -87,6 +147,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train", help="train a model described by a file (LSM, diffusion, reservoir)")
+    _add_config_args(p)
+    p.add_argument("--out", required=True, help="run folder (model, checkpoints, metrics.json, plots)")
+    p.add_argument("--data", help="data folder (default: $SPIKING_DATA, the cache, then synthetic)")
+    p.add_argument("--backend", choices=["numba", "torch"], help="override the file's backend")
+    p.add_argument("--device", help="torch device: auto, cpu, cuda, cuda:N")
+    p.add_argument("--batch-size", type=int, help="samples simulated at once")
+    p.add_argument("--restart", action="store_true", help="ignore checkpoints in --out and start over")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a trained model on a data folder")
+    p.add_argument("model", help="run folder written by spiking train")
+    p.add_argument("--data", help="data folder in the N-MNIST layout")
+    p.add_argument("--split", default="Test", help="Test or Train")
+    p.add_argument("--out", help="where to write the accuracy JSON (default: MODEL/evaluate_SPLIT.json)")
+    p.add_argument("--backend", choices=["numba", "torch"])
+    p.add_argument("--device")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sample", help="draw samples from a trained generative model")
+    p.add_argument("model", help="run folder written by spiking train")
+    p.add_argument("--n", type=int, default=64, help="number of samples")
+    p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
+    p.add_argument("--delta", action="append", type=float, help="threshold guidance δ (repeat for a grid)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="samples.png", help="PNG grid to write")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_sample)
 
     for module in ("spiking.data.cli",):
         try:

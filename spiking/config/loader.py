@@ -390,4 +390,26 @@ def load_config(path: Union[str, os.PathLike],
     """
     data, source = load_tree(path)
     apply_overrides(data, source, overrides or ())
+    if isinstance(data, dict):
+        import_section_providers(data)
     return validate(data, source, path)
+
+
+# Top-level sections that models on top add, and the module that registers each.
+SECTION_PROVIDERS = {"lsm": "networks.lsm", "readout": "networks.lsm", "task": "networks.reservoir",
+                     "hardware": "hardware.integration"}
+
+
+def import_section_providers(data: dict) -> None:
+    """Import the modules that register the sections a file uses."""
+    import importlib
+
+    from spiking.config.schema import SECTIONS
+
+    for key in data:
+        module = SECTION_PROVIDERS.get(key)
+        if module and key not in SECTIONS:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass  # the section stays unknown and validation says so
