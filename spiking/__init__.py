@@ -1,5 +1,8 @@
 """spiking: an event-driven spiking-network simulator (numba and batched torch backends)."""
-from spiking.errors import ConfigError, DataError, SimulationError, SpikingError  # noqa: F401
+from spiking import _jit
+
+_jit.configure()
+from spiking.errors import ConfigError, DataError, SimulationError, SpikingError  # noqa: F401,E402
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,6 @@
 """CPU backend: one compiled kernel runs a chunk of steps for all instances.
 
-Instances are independent, so the kernel runs them in parallel (``prange``);
+Instances are independent, so large batches run in parallel (``prange``);
 each instance walks the time loop of :mod:`spiking.engine` in the order of
 ``docs/architecture.md``: deliver + integrate + detect (per population), then
 propagate spikes through the CSR into the ring buffer, then record. Kernels are
@@ -21,6 +21,9 @@ from spiking.plasticity.layout import (A_MINUS, A_PLUS, AM_MOD, AM_SCALE, AP_MOD
 from spiking.rng import poisson_from_uniform, uniform
 
 LIF_ID, IZH_ID = lif.INFO.model_id, izhikevich.INFO.model_id
+# Below this much work per chunk (instance-steps x (neurons + synapses / 10)),
+# starting threads costs more than it saves.
+PARALLEL_WORK = 2_000_000
 
 
 @njit(cache=True, nogil=True)
@@ -55,107 +58,119 @@ def _amplitudes(b, rule_f, rule_i, mod_state, mod_i, lr, amp):
                 amp[b, k, which] = rule_f[k, amp_col] * lr[b, k]
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def run_chunk(t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_key,
+@njit(cache=True, nogil=True)
+def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_key,
               state, coef, src, ext, ring, indptr, target, delay, weight,
               record_flag, rec_t, rec_i, rec_n, spike_counts, pop_counts,
               mon_neuron, mon_row, mon_every, mon_out, error, scratch_idx, scratch_cnt,
               learn, rule_f, rule_i, syn_rule, csc_ptr, csc_syn, csc_pre, plastic_syn,
               plastic_pre, plastic_post, traces, trace_decay, elig, lr, clips, amp,
               mod_state, mod_aux, mod_i, mod_f, astro_sign, astro_drive, signal_in):
-    """Advance every instance by ``n_steps`` steps starting at step ``t0``.
+    """Advance instance b by ``n_steps`` steps starting at step ``t0``.
 
     error[b] = (step, population) of the first NaN/Inf, else (-1, -1).
     With ``learn``, plasticity and modulators run too (see spiking.plasticity).
     """
-    n_inst = state.shape[1]
     n_total = state.shape[2]
     depth = ring.shape[0]
     n_pop = pop_model.shape[0]
     per_instance_weights = weight.shape[0] > 1
     per_instance_input = ext.shape[1] > 1
     per_instance_signal = signal_in.shape[1] > 1
-    for b in prange(n_inst):
-        wb = np.int64(b) if per_instance_weights else np.int64(0)
-        bx = np.int64(b) if per_instance_input else np.int64(0)
-        sb = np.int64(b) if per_instance_signal else np.int64(0)
-        spikes = scratch_idx[b]
-        counts = scratch_cnt[b]
-        drive = astro_drive[b]
-        for tt in range(n_steps):
-            t = t0 + tt
-            slot = t % depth
-            if learn:
-                stdp.decay_traces(traces, trace_decay, b)
-                modulators.begin_step(b, sb, tt, mod_state, mod_i, signal_in, traces)
-                _amplitudes(b, rule_f, rule_i, mod_state, mod_i, lr, amp)
-            n_spikes = 0
-            failed = False
-            for p in range(n_pop):
-                start = n_spikes
-                model = pop_model[p]
-                if model == LIF_ID:
-                    n_spikes = lif.step_numba(state, coef, ring, slot, b, pop_lo[p], pop_hi[p],
-                                              n_total, spikes, n_spikes, t, pop_key[p])
-                elif model == IZH_ID:
-                    n_spikes = izhikevich.step_numba(state, coef, ring, slot, b, pop_lo[p],
-                                                     pop_hi[p], n_total, spikes, n_spikes, t,
-                                                     pop_key[p])
-                else:
-                    n_spikes = _sources(model, pop_lo[p], pop_hi[p], b, bx, t, tt, pop_col[p],
-                                        pop_key[p], src, ext, spikes, counts, n_spikes)
-                if n_spikes < 0:
-                    error[b, 0] = t
-                    error[b, 1] = p
-                    failed = True
-                    break
-                if model == LIF_ID or model == IZH_ID:
-                    for s in range(start, n_spikes):
-                        counts[s] = 1
-                total = 0
+    wb = np.int64(b) if per_instance_weights else np.int64(0)
+    bx = np.int64(b) if per_instance_input else np.int64(0)
+    sb = np.int64(b) if per_instance_signal else np.int64(0)
+    spikes = scratch_idx[b]
+    counts = scratch_cnt[b]
+    drive = astro_drive[b]
+    for tt in range(n_steps):
+        t = t0 + tt
+        slot = t % depth
+        if learn:
+            stdp.decay_traces(traces, trace_decay, b)
+            modulators.begin_step(b, sb, tt, mod_state, mod_i, signal_in, traces)
+            _amplitudes(b, rule_f, rule_i, mod_state, mod_i, lr, amp)
+        n_spikes = 0
+        failed = False
+        for p in range(n_pop):
+            start = n_spikes
+            model = pop_model[p]
+            if model == LIF_ID:
+                n_spikes = lif.step_numba(state, coef, ring, slot, b, pop_lo[p], pop_hi[p],
+                                          n_total, spikes, n_spikes, t, pop_key[p])
+            elif model == IZH_ID:
+                n_spikes = izhikevich.step_numba(state, coef, ring, slot, b, pop_lo[p],
+                                                 pop_hi[p], n_total, spikes, n_spikes, t,
+                                                 pop_key[p])
+            else:
+                n_spikes = _sources(model, pop_lo[p], pop_hi[p], b, bx, t, tt, pop_col[p],
+                                    pop_key[p], src, ext, spikes, counts, n_spikes)
+            if n_spikes < 0:
+                error[b, 0] = t
+                error[b, 1] = p
+                failed = True
+                return
+            if model == LIF_ID or model == IZH_ID:
                 for s in range(start, n_spikes):
-                    total += counts[s]
-                pop_counts[tt, b, p] = total
-            if failed:
-                break
-            # propagate: each spike walks its CSR row into the ring buffer;
-            # plastic synapses of the row then see the presynaptic spike
+                    counts[s] = 1
+            total = 0
+            for s in range(start, n_spikes):
+                total += counts[s]
+            pop_counts[tt, b, p] = total
+        if failed:
+            return
+        # propagate: each spike walks its CSR row into the ring buffer;
+        # plastic synapses of the row then see the presynaptic spike
+        for s in range(n_spikes):
+            j = spikes[s]
+            c = counts[s]
+            spike_counts[b, j] += c
+            if record_flag[j]:
+                n = rec_n[b]
+                rec_t[b, n] = t
+                rec_i[b, n] = j
+                rec_n[b] = n + 1
+            for k in range(indptr[j], indptr[j + 1]):
+                arrive = slot + delay[k]
+                if arrive >= depth:
+                    arrive -= depth
+                ring[arrive, b, target[k]] += weight[wb, k] * c
+                if learn and syn_rule[k] >= 0:
+                    stdp.on_pre(weight, wb, elig, b, k, syn_rule[k], target[k] % n_total,
+                                rule_f, rule_i, traces, amp[b, :, 1], clips)
+        if learn:
             for s in range(n_spikes):
                 j = spikes[s]
-                c = counts[s]
-                spike_counts[b, j] += c
-                if record_flag[j]:
-                    n = rec_n[b]
-                    rec_t[b, n] = t
-                    rec_i[b, n] = j
-                    rec_n[b] = n + 1
-                for k in range(indptr[j], indptr[j + 1]):
-                    arrive = slot + delay[k]
-                    if arrive >= depth:
-                        arrive -= depth
-                    ring[arrive, b, target[k]] += weight[wb, k] * c
-                    if learn and syn_rule[k] >= 0:
-                        stdp.on_pre(weight, wb, elig, b, k, syn_rule[k], target[k] % n_total,
-                                    rule_f, rule_i, traces, amp[b, :, 1], clips)
-            if learn:
-                for s in range(n_spikes):
-                    j = spikes[s]
-                    for q in range(csc_ptr[j], csc_ptr[j + 1]):
-                        syn = csc_syn[q]
-                        stdp.on_post(weight, wb, elig, b, syn, syn_rule[syn], csc_pre[q],
-                                     rule_f, rule_i, traces, amp[b, :, 0], clips)
-                for s in range(n_spikes):
-                    stdp.bump_traces(traces, b, spikes[s], rule_f, rule_i)
-                    modulators.on_spike(b, spikes[s], counts[s], mod_i, astro_sign, drive, traces)
-                three_factor.apply(weight, wb, elig, b, rule_f, rule_i, plastic_syn, plastic_pre,
-                                   plastic_post, traces, mod_state, mod_i, lr, clips)
-                modulators.end_step(b, mod_state, mod_aux, mod_i, mod_f, drive)
-                for k in range(rule_i.shape[0]):
-                    lr[b, k] = lr[b, k] * rule_f[k, LR_DECAY]
-            # record sub-sampled state
-            for m in range(mon_neuron.shape[0]):
-                if t % mon_every[m] == 0:
-                    mon_out[tt, b, m] = state[mon_row[m], b, mon_neuron[m]]
+                for q in range(csc_ptr[j], csc_ptr[j + 1]):
+                    syn = csc_syn[q]
+                    stdp.on_post(weight, wb, elig, b, syn, syn_rule[syn], csc_pre[q],
+                                 rule_f, rule_i, traces, amp[b, :, 0], clips)
+            for s in range(n_spikes):
+                stdp.bump_traces(traces, b, spikes[s], rule_f, rule_i)
+                modulators.on_spike(b, spikes[s], counts[s], mod_i, astro_sign, drive, traces)
+            three_factor.apply(weight, wb, elig, b, rule_f, rule_i, plastic_syn, plastic_pre,
+                               plastic_post, traces, mod_state, mod_i, lr, clips)
+            modulators.end_step(b, mod_state, mod_aux, mod_i, mod_f, drive)
+            for k in range(rule_i.shape[0]):
+                lr[b, k] = lr[b, k] * rule_f[k, LR_DECAY]
+        # record sub-sampled state
+        for m in range(mon_neuron.shape[0]):
+            if t % mon_every[m] == 0:
+                mon_out[tt, b, m] = state[mon_row[m], b, mon_neuron[m]]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def run_parallel(n_instances, args):
+    """Instances in parallel over the cores (``prange``); args as for run_instance."""
+    for b in prange(n_instances):
+        run_instance(b, *args)
+
+
+@njit(cache=True, nogil=True)
+def run_serial(n_instances, args):
+    """Instances one after the other: cheaper for small batches and short chunks."""
+    for b in range(n_instances):
+        run_instance(b, *args)
 
 
 class NumbaBackend(ArrayBackend):
@@ -174,13 +189,16 @@ class NumbaBackend(ArrayBackend):
 
     def _run_chunk(self, t0, n_steps, ext, signals, rec):
         L, P = self.layout, self.learning
-        run_chunk(t0, n_steps, self.pop_model, self.pop_lo, self.pop_hi, self.pop_col,
-                  self.pop_key, self.state, self.coef, self.src, ext, self.ring,
-                  self.indptr, self.target, self.delay, self.weight,
-                  self.record_flag, rec.spike_t, rec.spike_i, rec.spike_n, self.spike_counts,
-                  rec.pop_counts, self.mon_neuron, self.mon_row, self.mon_every, rec.state,
-                  rec.error, self.scratch_idx, self.scratch_cnt,
-                  self.learns, L.rule_f, L.rule_i, L.syn_rule, L.csc_ptr, L.csc_syn, L.csc_pre,
-                  L.plastic_syn, L.plastic_pre, L.plastic_post, P["traces"], P["trace_decay"],
-                  P["elig"], P["lr"], P["clips"], P["amp"], P["mod_state"], P["mod_aux"],
-                  L.mod_i, L.mod_f, L.astro_sign, P["astro_drive"], signals)
+        work = n_steps * self.instances * (self.spec.n_total + self.spec.connectivity.nnz // 10)
+        parallel = self.instances > 1 and work > PARALLEL_WORK
+        args = (t0, n_steps, self.pop_model, self.pop_lo, self.pop_hi, self.pop_col,
+                self.pop_key, self.state, self.coef, self.src, ext, self.ring,
+                self.indptr, self.target, self.delay, self.weight,
+                self.record_flag, rec.spike_t, rec.spike_i, rec.spike_n, self.spike_counts,
+                rec.pop_counts, self.mon_neuron, self.mon_row, self.mon_every, rec.state,
+                rec.error, self.scratch_idx, self.scratch_cnt,
+                self.learns, L.rule_f, L.rule_i, L.syn_rule, L.csc_ptr, L.csc_syn, L.csc_pre,
+                L.plastic_syn, L.plastic_pre, L.plastic_post, P["traces"], P["trace_decay"],
+                P["elig"], P["lr"], P["clips"], P["amp"], P["mod_state"], P["mod_aux"],
+                L.mod_i, L.mod_f, L.astro_sign, P["astro_drive"], signals)
+        (run_parallel if parallel else run_serial)(self.instances, args)

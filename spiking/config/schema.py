@@ -458,12 +458,13 @@ Connector = Annotated[Union[_CONNECTOR_TYPES], Field(discriminator="type")]
 # ---------------------------------------------------------------- plasticity
 
 class Reward(Section):
-    """A per-instance scalar (dopamine) that decays with ``tau``; Python adds to it
-    with ``net.modulate(name, amount)``."""
+    """A per-instance scalar (dopamine) that relaxes to ``baseline`` with ``tau``;
+    Python adds to it with ``net.modulate(name, amount)``."""
 
     type: Literal["reward"]
     tau: PositiveTime = 200.0  # ms
     initial: float = 0.0
+    baseline: float = 0.0   # tonic level it relaxes to
 
 
 class Signal(Section):

@@ -38,8 +38,8 @@ MI = 6
 REWARD, SIGNAL, ERROR, ASTROCYTE = 0, 1, 2, 3
 MOD_KINDS = {"reward": REWARD, "signal": SIGNAL, "error": ERROR, "astrocyte": ASTROCYTE}
 # mod_f columns
-M_DECAY, M_RATE, M_WEIGHT, M_BIAS, M_INITIAL, M_LR_DECAY, M_TRACE_DECAY = range(7)
-MF = 7
+M_DECAY, M_RATE, M_WEIGHT, M_BIAS, M_INITIAL, M_LR_DECAY, M_TRACE_DECAY, M_BASELINE = range(8)
+MF = 8
 
 
 @dataclass
@@ -99,6 +99,7 @@ def build_layout(spec) -> PlasticityLayout:
         mod_f[m, M_INITIAL] = cfg.initial
         if kind == REWARD:
             mod_f[m, M_DECAY] = _decay(cfg.tau, dt)
+            mod_f[m, M_BASELINE] = cfg.baseline
         elif kind in (SIGNAL, ERROR):
             if getattr(cfg, "population", None):
                 pop = spec.population(cfg.population)

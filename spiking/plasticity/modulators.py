@@ -7,8 +7,8 @@ Declared once under ``modulators:`` and named by rules (``modulator:``,
 - at the start of a step: ``signal`` columns take this step's value from
   Python; ``error`` columns become target - y, with y the population's spike
   trace;
-- at the end: ``reward`` decays by exp(-dt/tau) (Python adds rewards with
-  ``net.modulate``); the ``astrocyte`` integrates the step's spikes.
+- at the end: ``reward`` relaxes to its baseline by exp(-dt/tau) (Python adds
+  rewards with ``net.modulate``); the ``astrocyte`` integrates the step's spikes.
 
 Astrocyte (NALSM, Ivanov & Michmizos 2021; the authors' NALSM_ASTRO.py,
 ``update_astro_state``): with r = dt / tau_astro,
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from spiking.plasticity.layout import (ASTROCYTE, ERROR, M_BIAS, M_COL, M_DECAY, M_INITIAL,
+from spiking.plasticity.layout import (ASTROCYTE, ERROR, M_BASELINE, M_BIAS, M_COL, M_DECAY, M_INITIAL,
                                        M_KIND, M_LR_DECAY, M_POP_LO, M_RATE, M_SIGNAL_COL,
                                        M_SIZE, M_TRACE_OFF, M_WEIGHT, REWARD, SIGNAL)
 
@@ -74,7 +74,8 @@ def end_step(b, mod_state, mod_aux, mod_i, mod_f, astro_drive):
         kind = mod_i[m, M_KIND]
         col = mod_i[m, M_COL]
         if kind == REWARD:
-            mod_state[b, col] = mod_state[b, col] * mod_f[m, M_DECAY]
+            base = mod_f[m, M_BASELINE]
+            mod_state[b, col] = base + (mod_state[b, col] - base) * mod_f[m, M_DECAY]
         elif kind == ASTROCYTE:
             a = mod_state[b, col]
             drive = mod_aux[b, m, 0] * np.float32(astro_drive[m]) + mod_aux[b, m, 1]
@@ -111,7 +112,8 @@ def end_step_torch(learner):
     import torch
 
     for m, col, decay in learner.reward_mods:
-        learner.mod_state[:, col] = learner.mod_state[:, col] * decay
+        base = learner.mod_f[m, M_BASELINE]
+        learner.mod_state[:, col] = base + (learner.mod_state[:, col] - base) * decay
     for m in learner.astro_mods:
         col = int(learner.mod_i_host[m, M_COL])
         a = learner.mod_state[:, col]
