@@ -66,6 +66,11 @@ class Network:
     def modulator(self, name: str) -> np.ndarray:
         return self.backend.modulator(name)
 
+    def hardware_report(self) -> dict:
+        """Row reads, synaptic events, energy (pJ) and latency (ns) of each
+        projection on a resistive array, since the last reset."""
+        return self.backend.hardware_report()
+
     @property
     def backend(self):
         return self.build().sim.backend

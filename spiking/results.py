@@ -95,6 +95,9 @@ def run_metrics(network, result, extra: Dict[str, Any] | None = None) -> Dict[st
         "timing": {"build_s": result.timing.get("build_s", 0.0), "run_s": result.timing.get("run_s", 0.0)},
         "populations": result.population_summary(),
     }
+    hardware = network.hardware_report()
+    if hardware:
+        metrics["hardware"] = hardware
     metrics.update(extra or {})
     return metrics
 

@@ -26,6 +26,7 @@ from spiking.models.base import N_STATE, get_model
 from spiking.models.izhikevich import N_COEF as IZH_COEF
 from spiking.models.lif import N_COEF as LIF_COEF
 from spiking.models.sources import ARRAY_ID, EVENT_ID, N_SOURCE_COEF, POISSON_ID
+from spiking.rng import stream_key
 
 N_COEF = max(LIF_COEF, IZH_COEF)
 RECORD_BUDGET = 1 << 22   # spike records per instance per chunk
@@ -55,8 +56,8 @@ class ArrayBackend:
 
         self.spec = spec
         self.instances = int(instances or spec.instances)
-        # each instance learns its own weights
-        self.per_instance_weights = per_instance_weights or spec.plastic
+        # each instance learns its own weights / has its own programmed devices
+        self.per_instance_weights = per_instance_weights or spec.plastic or spec.on_hardware
         self.device = device
         self.layout = build_layout(spec)
         self.learns = self.layout.active
@@ -111,6 +112,14 @@ class ArrayBackend:
         w = c.weight[None, :]
         if self.per_instance_weights:
             w = np.repeat(w, B, axis=0)
+        self.arrays = []
+        self.hw_table = np.zeros((max(len(spec.projections), 1), 3), np.float32)
+        if spec.on_hardware:
+            from hardware.integration import program, read_table
+            self.arrays = program(spec, w, B)
+            self.hw_table = read_table(spec, self.arrays)
+        self.hw_key = np.uint64(stream_key(spec.seed, "hardware", "read"))
+        self.syn_projection = self._array(c.projection, np.int16)
         self.initial_weight = w
         self.depth = spec.ring_length
         # monitors
@@ -247,6 +256,14 @@ class ArrayBackend:
         col, size = int(L.mod_i[m, M_COL]), int(L.mod_i[m, M_SIZE])
         values = np.array(self.to_numpy(self.learning["mod_state"]))[:, col:col + size]
         return values[:, 0] if size == 1 else values
+
+    def hardware_report(self) -> dict:
+        """Row reads, synaptic events, energy and latency per hardware projection
+        since the last reset (see hardware.integration.energy_report)."""
+        if not self.arrays:
+            return {}
+        from hardware.integration import energy_report
+        return energy_report(self.spec, self.arrays, self.get_spike_counts())
 
     def clip_counts(self) -> dict:
         """Weight clips per plastic projection since the last reset (all instances)."""

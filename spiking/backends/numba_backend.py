@@ -19,6 +19,7 @@ from spiking.plasticity import modulators, stdp, three_factor
 from spiking.plasticity.layout import (A_MINUS, A_PLUS, AM_MOD, AM_SCALE, AP_MOD, AP_SCALE,
                                        LR_DECAY, M_COL)
 from spiking.rng import poisson_from_uniform, uniform
+from spiking.synapses import array_read
 
 LIF_ID, IZH_ID = lif.INFO.model_id, izhikevich.INFO.model_id
 # Below this much work per chunk (instance-steps x (neurons + synapses / 10)),
@@ -65,7 +66,8 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_key,
               mon_neuron, mon_row, mon_every, mon_out, error, scratch_idx, scratch_cnt,
               learn, rule_f, rule_i, syn_rule, csc_ptr, csc_syn, csc_pre, plastic_syn,
               plastic_pre, plastic_post, traces, trace_decay, elig, lr, clips, amp,
-              mod_state, mod_aux, mod_i, mod_f, astro_sign, astro_drive, signal_in):
+              mod_state, mod_aux, mod_i, mod_f, astro_sign, astro_drive, signal_in,
+              syn_proj, hw_table, hw_key, hw_any):
     """Advance instance b by ``n_steps`` steps starting at step ``t0``.
 
     error[b] = (step, population) of the first NaN/Inf, else (-1, -1).
@@ -119,8 +121,9 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_key,
             pop_counts[tt, b, p] = total
         if failed:
             return
-        # propagate: each spike walks its CSR row into the ring buffer;
-        # plastic synapses of the row then see the presynaptic spike
+        # propagate: each spike walks its CSR row into the ring buffer (a row
+        # on a resistive array is read through it); plastic synapses of the
+        # row then see the presynaptic spike
         for s in range(n_spikes):
             j = spikes[s]
             c = counts[s]
@@ -134,7 +137,10 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_key,
                 arrive = slot + delay[k]
                 if arrive >= depth:
                     arrive -= depth
-                ring[arrive, b, target[k]] += weight[wb, k] * c
+                w = weight[wb, k]
+                if hw_any:
+                    w = array_read.read(w, hw_table, syn_proj[k], hw_key, t, b, k)
+                ring[arrive, b, target[k]] += w * c
                 if learn and syn_rule[k] >= 0:
                     stdp.on_pre(weight, wb, elig, b, k, syn_rule[k], target[k] % n_total,
                                 rule_f, rule_i, traces, amp[b, :, 1], clips)
@@ -200,5 +206,6 @@ class NumbaBackend(ArrayBackend):
                 self.learns, L.rule_f, L.rule_i, L.syn_rule, L.csc_ptr, L.csc_syn, L.csc_pre,
                 L.plastic_syn, L.plastic_pre, L.plastic_post, P["traces"], P["trace_decay"],
                 P["elig"], P["lr"], P["clips"], P["amp"], P["mod_state"], P["mod_aux"],
-                L.mod_i, L.mod_f, L.astro_sign, P["astro_drive"], signals)
+                L.mod_i, L.mod_f, L.astro_sign, P["astro_drive"], signals,
+                self.syn_projection, self.hw_table, self.hw_key, bool(self.arrays))
         (run_parallel if parallel else run_serial)(self.instances, args)

@@ -18,6 +18,7 @@ from spiking.errors import SimulationError
 from spiking.models import get_model
 from spiking.models.sources import EXP_MINUS_LAM, LAM, POISSON_ID, START_STEP, STOP_STEP
 from spiking.rng import index_keys, torch_normal, torch_poisson, torch_uniform
+from spiking.synapses.array_read import read_torch
 
 _DTYPES = {np.float32: torch.float32, np.float64: torch.float64, np.int64: torch.int64,
            np.int32: torch.int32, np.int16: torch.int16, np.uint8: torch.uint8}
@@ -81,6 +82,7 @@ class TorchBackend(ArrayBackend):
         self.mon_row_host = self.to_numpy(self.mon_row)
         self.mon_neuron_host = self.to_numpy(self.mon_neuron)
         self.indptr_next = self.indptr[1:]
+        self.hw_table_t = self._array(self.hw_table)
         if self.learns:
             from spiking.plasticity.learner import TorchLearner
             self.learner = TorchLearner(self)
@@ -120,6 +122,7 @@ class TorchBackend(ArrayBackend):
                     col = plan["col"]
                     counts[:, lo:hi] = ext[tt, :, col: col + hi - lo].to(torch.int32)
                 rec.pop_counts[tt, :, plan["index"]] = counts[:, lo:hi].sum(dim=1, dtype=torch.int32)
+            self._t = t
             self._propagate(counts, slot, learner)
             if learner is not None:
                 learner.after_propagation(counts)
@@ -152,7 +155,11 @@ class TorchBackend(ArrayBackend):
         n_slots = self.ring.shape[2]
         flat = (arrive * self.instances + b_rep) * n_slots + self.target[syn].to(torch.int64)
         w_rows = b_rep if self.weight.shape[0] > 1 else torch.zeros_like(b_rep)
-        values = self.weight[w_rows, syn].to(torch.float64) * counts[b_idx, j_idx][row].to(torch.float64)
+        delivered = self.weight[w_rows, syn]
+        if self.arrays:
+            delivered = read_torch(delivered, self.hw_table_t, self.syn_projection[syn].to(torch.int64),
+                                   self.hw_key, self._t, b_rep, syn)
+        values = delivered.to(torch.float64) * counts[b_idx, j_idx][row].to(torch.float64)
         self.ring.view(-1).index_add_(0, flat, values)
         if learner is not None:
             learner.on_pre(b_rep, syn, self.target[syn].to(torch.int64) % self.spec.n_total)

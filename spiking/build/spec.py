@@ -103,6 +103,10 @@ class NetworkSpec:
     modulators: Dict[str, Any] = field(default_factory=dict)
 
     @property
+    def on_hardware(self) -> bool:
+        return any(p.hardware is not None for p in self.projections)
+
+    @property
     def plastic(self) -> bool:
         return any(p.plasticity is not None for p in self.projections)
 

@@ -396,8 +396,7 @@ def load_config(path: Union[str, os.PathLike],
 
 
 # Top-level sections that models on top add, and the module that registers each.
-SECTION_PROVIDERS = {"lsm": "networks.lsm", "readout": "networks.lsm", "task": "networks.reservoir",
-                     "hardware": "hardware.integration"}
+SECTION_PROVIDERS = {"lsm": "networks.lsm", "readout": "networks.lsm", "task": "networks.reservoir"}
 
 
 def import_section_providers(data: dict) -> None:

@@ -618,11 +618,17 @@ class ProjectionConfig(Section):
     weight: Optional[Spec] = None
     delay: Optional[Spec] = None
     plasticity: Optional[PlasticityConfig] = None
+    hardware: Optional[Any] = None   # a hardware.CrossbarConfig after validation
 
     @classmethod
     def prepare(cls, data: dict, context: dict) -> dict:
         with at("connector"):
             check_tag(data.get("connector"), CONNECTORS, "connector")
+        if data.get("hardware") is not None:
+            data["hardware"] = _crossbar_config(data["hardware"])
+            if data.get("plasticity") is not None:
+                raise FieldError("plastic projections on hardware arrays are not supported yet "
+                                 "(re-programming on learning)", "hardware")
         population(context, data, "pre")
         post = population(context, data, "post")
         if post is None:
@@ -655,6 +661,18 @@ class ProjectionConfig(Section):
                 _check_sizes(self.connector, populations[self.pre].size,
                              populations[self.post].size)
         return self
+
+
+def _crossbar_config(value: Any) -> Any:
+    """Validate a projection's ``hardware:`` block (see hardware.get_crossbar_config)."""
+    from hardware.crossbar import get_crossbar_config
+    from spiking.errors import ConfigError
+
+    try:
+        return get_crossbar_config(value, path="hardware")
+    except ConfigError as e:
+        parts = (e.path or "hardware").split(".")
+        raise FieldError(e.message, *parts) from None
 
 
 def _convert_synapse_values(data: dict, weight_dimension: str, dt: Optional[float]) -> None:
