@@ -7,7 +7,8 @@ Units: ms, mV, nA, nF (nA / nF = mV / ms). Integration is exact over each step
 (the linear system has a closed-form propagator), so the result does not depend
 on dt beyond spike-time discretisation. Refractoriness: a neuron that spikes in
 step s integrates again in step s + round(tau_refrac / dt); in between, v is
-held at v_reset (``refractory: clamp``, as PyNN and Brian2 do) or keeps
+held at v_reset (``refractory: clamp``, as PyNN and Brian2 do; voltage jumps
+arriving meanwhile are dropped, as NEST does) or keeps
 integrating without being able to spike (``refractory: free``, as the NALSM
 liquid does). Synaptic currents keep decaying and receiving input throughout.
 
@@ -118,7 +119,9 @@ def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t,
         refractory = state[REF_LEFT, b, j] > 0
         if refractory:
             state[REF_LEFT, b, j] -= 1
-        if not (refractory and coef[CLAMP, j] > 0):
+        if refractory and coef[CLAMP, j] > 0:
+            v = state[V, b, j]  # held: jumps arriving now are dropped, as in NEST and Brian2
+        else:
             v = v * coef[P_VV, j] + coef[C_V, j] + i_e * coef[P_VE, j] + i_i * coef[P_VI, j]
         i_e = i_e * coef[P_EE, j]
         i_i = i_i * coef[P_II, j]
@@ -152,7 +155,7 @@ def step_torch(state, coef, syn_e, syn_i, syn_v, options, noise):
     state[REF_LEFT] = torch.where(refractory, state[REF_LEFT] - 1, state[REF_LEFT])
     integrated = v * coef[P_VV] + coef[C_V] + i_e * coef[P_VE] + i_i * coef[P_VI]
     if options.get("refractory", "clamp") == "clamp":
-        v = torch.where(refractory, v, integrated)
+        v = torch.where(refractory, state[V], integrated)
     else:
         v = integrated
     i_e = i_e * coef[P_EE]
