@@ -191,9 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    import os
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:   # started by torchrun
+            from spiking import distributed
+            distributed.init_from_env()
         return int(args.func(args) or 0)
     except SpikingError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -201,6 +206,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        from spiking import distributed
+        distributed.shutdown()
 
 
 if __name__ == "__main__":
