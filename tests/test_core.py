@@ -223,3 +223,16 @@ def test_results_folder_replaced_atomically(tmp_path):
             raise RuntimeError("interrupted")
     assert (out / "a.txt").read_text() == "first"
     assert os.listdir(tmp_path) == ["res"]
+
+
+def test_torch_batch_planning(tmp_path):
+    from spiking.backends.torch_backend import plan_instances
+
+    spec = build_spec(load_config(str(write(tmp_path, LIF_NET))))
+    fits = plan_instances(spec, "cpu")
+    assert fits > 100
+    assert plan_instances(spec, "cpu", requested=4) == 4
+    with pytest.raises(SimulationError, match="at most"):
+        plan_instances(spec, "cpu", requested=fits * 10)
+    with pytest.raises(SimulationError, match="CUDA is not available"):
+        spiking.load(str(write(tmp_path, LIF_NET)), backend="torch", device="cuda").build()

@@ -45,6 +45,19 @@ class ChunkRecord:
     error: np.ndarray       # int64 [B, 2] (step, population) of a NaN, else -1
 
 
+def bytes_per_instance(spec: NetworkSpec, per_instance_weights: bool, eligibility: bool = False) -> int:
+    """Device memory one more instance takes: ring buffer, state, counts, its
+    weights (and eligibilities) when instances differ, and room for one step's
+    spike propagation (events × 32 bytes, at most every synapse once)."""
+    n, nnz = spec.n_total, spec.connectivity.nnz
+    ring = spec.ring_length * spec.n_slots * 8
+    state = (N_STATE * 4 + 8 + 4 + 4) * n
+    weights = nnz * 4 if per_instance_weights else 0
+    elig = nnz * 4 if eligibility else 0
+    events = min(nnz, 64 * n) * 32
+    return ring + state + weights + elig + events
+
+
 class ArrayBackend:
     """Shared layout and host logic; subclasses provide arrays and ``_run_chunk``."""
 

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from spiking.backends.base import ArrayBackend, ChunkRecord
+from spiking.backends.base import ArrayBackend, ChunkRecord, bytes_per_instance
 from spiking.errors import SimulationError
 from spiking.models import get_model
 from spiking.models.sources import EXP_MINUS_LAM, LAM, POISSON_ID, START_STEP, STOP_STEP
@@ -35,11 +35,42 @@ def resolve_device(device: Optional[str]) -> torch.device:
     return dev
 
 
+def free_bytes(device: torch.device) -> int:
+    """Memory free for tensors on ``device`` (CUDA: the driver's figure; CPU: MemAvailable)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    from spiking.build.builder import available_memory
+    return available_memory()
+
+
+def plan_instances(spec, device=None, requested=None, per_instance_weights=False,
+                   headroom: float = 0.8) -> int:
+    """How many instances fit on ``device`` (a requested number is checked, not
+    changed): a batch that cannot fit is refused before anything is allocated."""
+    dev = resolve_device(device)
+    per = bytes_per_instance(spec, per_instance_weights or spec.plastic or spec.on_hardware)
+    shared = spec.connectivity.nnz * 16 + spec.n_total * 64
+    budget = free_bytes(dev) * headroom - shared
+    fits = int(budget // per) if budget > 0 else 0
+    if requested is None:
+        if fits < 1:
+            raise SimulationError(f"not even one instance fits on {dev}: {per / 2**20:.0f} MiB each, "
+                                  f"{max(budget, 0) / 2**20:.0f} MiB free after the shared synapses")
+        return fits
+    if requested > fits:
+        raise SimulationError(f"{requested} instances need {requested * per / 2**30:.2f} GiB on {dev} "
+                              f"but {max(budget, 0) / 2**30:.2f} GiB is free; at most {max(fits, 0)} fit "
+                              f"(lower the batch size, or leave it to the planner)")
+    return int(requested)
+
+
 class TorchBackend(ArrayBackend):
     name = "torch"
 
     def __init__(self, spec, instances=None, per_instance_weights=False, device=None):
         self.torch_device = resolve_device(device)
+        plan_instances(spec, self.torch_device, int(instances or spec.instances), per_instance_weights)
         super().__init__(spec, instances, per_instance_weights, str(self.torch_device))
         self._prepare_steps()
 
