@@ -20,14 +20,16 @@ PROGRESS_AFTER_S = 2.0  # show a progress bar on runs expected to take longer
 
 
 def make_backend(spec: NetworkSpec, backend: Optional[str] = None, instances: Optional[int] = None,
-                 device: Optional[str] = None, per_instance_weights: bool = False) -> ArrayBackend:
+                 device: Optional[str] = None, per_instance_weights: bool = False,
+                 propagation: str = "auto") -> ArrayBackend:
+    """``propagation`` (torch only): auto, sparse or dense (see torch_backend.DensePath)."""
     name = backend or spec.backend
     if name == "numba":
         from spiking.backends.numba_backend import NumbaBackend
         return NumbaBackend(spec, instances, per_instance_weights)
     if name == "torch":
         from spiking.backends.torch_backend import TorchBackend
-        return TorchBackend(spec, instances, per_instance_weights, device or spec.device)
+        return TorchBackend(spec, instances, per_instance_weights, device or spec.device, propagation)
     raise SimulationError(f"unknown backend {name!r}; backends: numba, torch")
 
 
@@ -79,9 +81,10 @@ class Simulator:
 
     def __init__(self, spec: NetworkSpec, backend: Optional[str] = None,
                  instances: Optional[int] = None, device: Optional[str] = None,
-                 per_instance_weights: bool = False):
+                 per_instance_weights: bool = False, propagation: str = "auto"):
         self.spec = spec
-        self.backend = make_backend(spec, backend, instances, device, per_instance_weights)
+        self.backend = make_backend(spec, backend, instances, device, per_instance_weights,
+                                    propagation)
         self.instances = self.backend.instances
 
     def reset(self, weights: bool = False) -> None:

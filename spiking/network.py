@@ -14,12 +14,14 @@ class Network:
     """A validated network description, built on first use and run on a backend."""
 
     def __init__(self, config, backend: Optional[str] = None, instances: Optional[int] = None,
-                 device: Optional[str] = None, per_instance_weights: bool = False):
+                 device: Optional[str] = None, per_instance_weights: bool = False,
+                 propagation: str = "auto"):
         self.config = config
         self.backend_name = backend or config.backend
         self.instances = int(instances or config.instances)
         self.device = device or config.device
         self.per_instance_weights = per_instance_weights
+        self.propagation = propagation
         self.spec = None
         self.sim: Optional[Simulator] = None
         self.timing = {}
@@ -29,7 +31,7 @@ class Network:
             began = time.perf_counter()
             self.spec = build_spec(self.config, self.instances)
             self.sim = Simulator(self.spec, self.backend_name, self.instances, self.device,
-                                 self.per_instance_weights)
+                                 self.per_instance_weights, self.propagation)
             self.timing["build_s"] = time.perf_counter() - began
         return self
 

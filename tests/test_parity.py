@@ -60,3 +60,23 @@ def test_instances_parity_and_independence(tmp_path):
     # instance 0 of a batch equals a single-instance run
     single = spiking.load(str(write(tmp_path, LIF_NET)), instances=1).run("100 ms", progress=False)
     np.testing.assert_array_equal(single.counts("E")[0], a.counts("E")[0])
+
+
+def test_dense_propagation_matches_when_sums_are_exact(tmp_path):
+    """The dense (matmul) path: identical spikes when every weight sum is exact
+    in float32 (dyadic weights), and close statistics otherwise."""
+    dyadic = (LIF_NET.replace("weight: 0.6 nA", "weight: 0.5 nA")
+              .replace("{distribution: normal_clipped, mean: 0.3, std: 0.1, low: 0, high: 1}", "0.25 nA")
+              .replace("weight: 0.8 nA", "weight: 0.75 nA").replace("weight: -0.8 nA", "weight: -0.75 nA"))
+    path = write(tmp_path, dyadic)
+    ref = spiking.load(str(path)).run(progress=False)
+    net = spiking.network.Network(spiking.load(str(path)).config, backend="torch", device="cpu",
+                                  propagation="dense")
+    dense = net.run(progress=False)
+    assert net.backend.dense is not None
+    assert_same(ref, dense)
+    general = spiking.network.Network(spiking.load(str(write(tmp_path, LIF_NET, name="g.yaml"))).config,
+                                      backend="torch", device="cpu", propagation="dense", instances=4)
+    counts = general.run(progress=False).counts("E").sum(axis=1)
+    exact = spiking.load(str(write(tmp_path, LIF_NET, name="g.yaml")), instances=4).run(progress=False)
+    np.testing.assert_allclose(counts, exact.counts("E").sum(axis=1), rtol=0.1)
