@@ -10,19 +10,62 @@ Quick start::
     train = NMNIST(choice.path, "train", encoder=encoder, cache=True)
     x, y = train.batch(range(32))      # uint8 [T, B, 2312], labels [B]
 """
-from spiking.data.discover import DataChoice, discover, make_synthetic_nmnist, nmnist_root
-from spiking.data.download import NMNIST_ARCHIVES, Archive, download_nmnist, fetch, unpack
-from spiking.data.encode import EventEncoder, InputLayout, input_layout, rate_encode
-from spiking.data.events import (EVENT_DTYPE, SENSOR_SIZE, decode_events, encode_events,
-                                 make_events, read_events, write_events)
-from spiking.data.glyphs import render_digits
-from spiking.data.images import load_images, read_idx
-from spiking.data.info import inspect_dataset
-from spiking.data.nmnist import NMNIST, Recording, list_recordings, split_train_validation
-from spiking.data.paths import cache_root
-from spiking.data.synth import DEFAULT_PARAMS, SaccadeParams, SaccadeSynthesizer, synthesize_dataset
-from spiking.data.transforms import (CenterCrop, Compose, Denoise, Downsample, FirstSaccade,
-                                     SelectPolarity, TimeWindow)
+_EXPORTS = {
+    "DataChoice": "spiking.data.discover",
+    "discover": "spiking.data.discover",
+    "make_synthetic_nmnist": "spiking.data.discover",
+    "nmnist_root": "spiking.data.discover",
+    "NMNIST_ARCHIVES": "spiking.data.download",
+    "Archive": "spiking.data.download",
+    "download_nmnist": "spiking.data.download",
+    "fetch": "spiking.data.download",
+    "unpack": "spiking.data.download",
+    "EventEncoder": "spiking.data.encode",
+    "InputLayout": "spiking.data.encode",
+    "input_layout": "spiking.data.encode",
+    "rate_encode": "spiking.data.encode",
+    "EVENT_DTYPE": "spiking.data.events",
+    "SENSOR_SIZE": "spiking.data.events",
+    "decode_events": "spiking.data.events",
+    "encode_events": "spiking.data.events",
+    "make_events": "spiking.data.events",
+    "read_events": "spiking.data.events",
+    "write_events": "spiking.data.events",
+    "render_digits": "spiking.data.glyphs",
+    "load_images": "spiking.data.images",
+    "read_idx": "spiking.data.images",
+    "inspect_dataset": "spiking.data.info",
+    "NMNIST": "spiking.data.nmnist",
+    "Recording": "spiking.data.nmnist",
+    "list_recordings": "spiking.data.nmnist",
+    "split_train_validation": "spiking.data.nmnist",
+    "cache_root": "spiking.data.paths",
+    "DEFAULT_PARAMS": "spiking.data.synth",
+    "SaccadeParams": "spiking.data.synth",
+    "SaccadeSynthesizer": "spiking.data.synth",
+    "synthesize_dataset": "spiking.data.synth",
+    "CenterCrop": "spiking.data.transforms",
+    "Compose": "spiking.data.transforms",
+    "Denoise": "spiking.data.transforms",
+    "Downsample": "spiking.data.transforms",
+    "FirstSaccade": "spiking.data.transforms",
+    "SelectPolarity": "spiking.data.transforms",
+    "TimeWindow": "spiking.data.transforms",
+}
+
+
+def __getattr__(name):
+    """Import on first use: ``spiking data`` and the simulator start without
+    loading the synthesiser, fonts or scipy."""
+    import importlib
+
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spiking.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DataChoice", "discover", "make_synthetic_nmnist", "nmnist_root",
