@@ -27,6 +27,11 @@ def cmd_validate(args) -> int:
     from spiking.build.builder import estimate_bytes, expected_synapses
     from spiking.config import load_config
 
+    if "diffusion" in _sections_of(args.config):   # not a network file
+        from networks.diffusion.config import load_config as load_diffusion
+        load_diffusion(args.config, args.overrides)
+        print(f"{args.config}: valid (spiking diffusion model)")
+        return 0
     config = load_config(args.config, args.overrides)
     synapses = expected_synapses(config)
     print(f"{args.config}: valid")
