@@ -26,6 +26,7 @@ from spiking.models.base import N_STATE, get_model
 from spiking.models.izhikevich import N_COEF as IZH_COEF
 from spiking.models.lif import N_COEF as LIF_COEF
 from spiking.models.sources import ARRAY_ID, EVENT_ID, N_SOURCE_COEF, POISSON_ID
+from spiking.plasticity.layout import M_INITIAL
 from spiking.rng import stream_key
 
 N_COEF = max(LIF_COEF, IZH_COEF)
@@ -184,9 +185,7 @@ class ArrayBackend:
         }
         self.signal_held = np.zeros((1, max(L.n_signal_cols, 1)), np.float32)
         for name, (col, size) in L.signal_cols.items():
-            m = L.mod_names.index(name)
-            from spiking.plasticity.layout import M_INITIAL
-            self.signal_held[:, col:col + size] = L.mod_f[m, M_INITIAL]
+            self.signal_held[:, col:col + size] = L.mod_f[L.mod_names.index(name), M_INITIAL]
 
     # -- chunks ---------------------------------------------------------------------------
     def chunk_steps(self, steps_left: int) -> int:
