@@ -185,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.set_defaults(func=cmd_sample)
 
+    p = sub.add_parser("hardware", help="resistive-memory tools: noise sweeps")
+    hardware_commands = p.add_subparsers(dest="hardware_command", metavar="COMMAND")
+    hardware_commands.required = True
+    from hardware.sweep import add_parser as add_sweep
+    add_sweep(hardware_commands)
+
     for module in ("spiking.data.cli",):
         try:
             mod = __import__(module, fromlist=["add_parser"])

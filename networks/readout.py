@@ -1,0 +1,285 @@
+"""Readouts trained on liquid features (spike counts), in torch.
+
+- ``softmax``: a linear softmax layer trained by minibatch gradient descent on
+  normalised counts, with Adadelta as in NALSM (Adam as an option).
+- ``ridge``: closed-form ridge regression onto one-hot targets (a baseline).
+- ``logistic``: multinomial logistic regression, L2-penalised, fitted to
+  convergence with L-BFGS (a deterministic baseline).
+
+Model selection (the epoch and weight decay of ``softmax``, the penalty of
+``ridge`` and ``logistic``) uses a validation split carved out of Train and
+never the test set. With ``refit``, the chosen setting is then trained again
+on train + validation. Everything is seeded, so the same features give the
+same readout.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Literal, Optional, Sequence
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from spiking.config.schema import Section
+
+N_CLASSES = 10
+
+
+class ReadoutSection(Section):
+    """The ``readout:`` section of an LSM file."""
+
+    type: Literal["softmax", "ridge", "logistic"] = "softmax"
+    optimizer: Literal["adadelta", "adam"] = "adadelta"
+    lr: Optional[float] = Field(None, gt=0)          # default: 1.0 (adadelta), 1e-3 (adam)
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(32, ge=1)
+    weight_decay: List[float] = [0.0, 1e-4, 1e-3]    # softmax: candidates (L2 on weights)
+    penalties: List[float] = [1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0]  # ridge alpha / logistic L2 x n
+    normalise: Literal["standard", "max", "none"] = "standard"
+    refit: bool = True
+    seed: int = 0
+    classes: int = Field(N_CLASSES, ge=2)
+
+
+@dataclass
+class Normaliser:
+    """x -> (x - shift) / scale, per feature, fitted on training features."""
+
+    shift: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray, mode: str) -> "Normaliser":
+        x = np.asarray(x, np.float64)
+        n = x.shape[1]
+        if mode == "standard":
+            std = x.std(0)
+            return cls(x.mean(0), np.where(std > 1e-6, std, 1.0))
+        if mode == "max":
+            top = x.max() if x.size else 1.0
+            return cls(np.zeros(n), np.full(n, top if top > 0 else 1.0))
+        return cls(np.zeros(n), np.ones(n))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, np.float64) - self.shift) / self.scale).astype(np.float32)
+
+
+@dataclass
+class Readout:
+    """A fitted linear readout: label = argmax(normalise(x) @ weight + bias)."""
+
+    kind: str
+    normaliser: Normaliser
+    weight: np.ndarray   # float32 [features, classes]
+    bias: np.ndarray     # float32 [classes]
+    setting: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.weight.shape[0])
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        return self.normaliser(x) @ self.weight + self.bias
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.scores(x).argmax(1)
+
+    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        return float((self.predict(x) == np.asarray(y)).mean()) if len(y) else float("nan")
+
+    def arrays(self) -> Dict[str, np.ndarray]:
+        return {"weight": self.weight, "bias": self.bias, "shift": self.normaliser.shift,
+                "scale": self.normaliser.scale}
+
+    @classmethod
+    def from_arrays(cls, kind: str, arrays, setting=None) -> "Readout":
+        return cls(kind, Normaliser(np.asarray(arrays["shift"]), np.asarray(arrays["scale"])),
+                   np.asarray(arrays["weight"], np.float32), np.asarray(arrays["bias"], np.float32),
+                   dict(setting or {}))
+
+
+@dataclass
+class Fit:
+    """A trained readout with the record of how it was chosen."""
+
+    readout: Readout
+    history: Dict[str, list]          # curves for the accuracy plot
+    selection: List[Dict[str, float]]  # one entry per candidate setting
+    chosen: Dict[str, float]
+    validation: float = float("nan")   # validation accuracy of the chosen setting (trained on train only)
+
+
+def _accuracy(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
+    if len(y) == 0:
+        return float("nan")
+    with torch.no_grad():
+        return float(((x @ w + b).argmax(1) == y).double().mean())
+
+
+def _one_hot(y: np.ndarray, classes: int) -> np.ndarray:
+    out = np.zeros((len(y), classes))
+    out[np.arange(len(y)), y] = 1.0
+    return out
+
+
+def _softmax_train(x, y, xv, yv, cfg: ReadoutSection, wd: float, epochs: int, progress, desc):
+    """Minibatch training; returns the per-epoch accuracies, (score, epoch, w, b) of the
+    epoch with the best validation accuracy (training accuracy without validation)
+    and the weights after the last epoch."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    n, d = x.shape
+    w = torch.zeros(d, cfg.classes, requires_grad=True)
+    b = torch.zeros(cfg.classes, requires_grad=True)
+    if cfg.optimizer == "adadelta":
+        opt = torch.optim.Adadelta([w, b], lr=cfg.lr or 1.0)
+    else:
+        opt = torch.optim.Adam([w, b], lr=cfg.lr or 1e-3)
+    history = {"epoch": [], "train": [], "validation": []}
+    best = (-1.0, 0, w.detach().clone(), b.detach().clone())
+    bar = _bar(epochs, progress, desc)
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(x[idx] @ w + b, y[idx])
+            if wd:
+                loss = loss + wd * (w * w).sum()
+            loss.backward()
+            opt.step()
+        acc_t, acc_v = _accuracy(w, b, x, y), _accuracy(w, b, xv, yv)
+        history["epoch"].append(epoch)
+        history["train"].append(acc_t)
+        history["validation"].append(acc_v)
+        score = acc_v if len(yv) else acc_t
+        if score > best[0]:
+            best = (score, epoch, w.detach().clone(), b.detach().clone())
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(train=f"{acc_t:.3f}", val=f"{acc_v:.3f}")
+    if bar is not None:
+        bar.close()
+    return history, best, (w.detach().clone(), b.detach().clone())
+
+
+def _bar(total, progress, desc):
+    if not progress:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, alpha: float, classes: int):
+    """Closed form on centred data: W = (X'X + alpha I)^-1 X'T, b = mean(T) - mean(X) W."""
+    x = np.asarray(x, np.float64)
+    t = _one_hot(y, classes)
+    mx, mt = x.mean(0), t.mean(0)
+    xc = x - mx
+    gram = xc.T @ xc + alpha * np.eye(x.shape[1])
+    w = np.linalg.solve(gram, xc.T @ (t - mt))
+    return w.astype(np.float32), (mt - mx @ w).astype(np.float32)
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, penalty: float, classes: int):
+    """Multinomial logistic regression, loss = mean CE + penalty / n * |W|^2, by L-BFGS."""
+    xt, yt = torch.tensor(x, dtype=torch.float64), torch.tensor(y)
+    w = torch.zeros(x.shape[1], classes, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=500, tolerance_grad=1e-9,
+                            tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
+    scale = penalty / max(len(y), 1)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xt @ w + b, yt) + scale * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().numpy().astype(np.float32), b.detach().numpy().astype(np.float32)
+
+
+def train_readout(cfg: ReadoutSection, x_train: np.ndarray, y_train: np.ndarray,
+                  x_val: np.ndarray, y_val: np.ndarray, progress: bool = False) -> Fit:
+    """Fit the readout ``cfg`` describes; choose its setting on (x_val, y_val).
+
+    Runs on one torch thread: the matrices are small, and one thread gives the
+    same result on any machine (and is much faster on a busy one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_readout(cfg, x_train, y_train, x_val, y_val, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_readout(cfg, x_train, y_train, x_val, y_val, progress) -> Fit:
+    torch.manual_seed(cfg.seed)
+    y_train, y_val = np.asarray(y_train, np.int64), np.asarray(y_val, np.int64)
+    if len(y_train) == 0:
+        raise ValueError("no training samples")
+    norm = Normaliser.fit(x_train, cfg.normalise)
+    xt, xv = norm(x_train), norm(x_val) if len(y_val) else np.zeros((0, x_train.shape[1]), np.float32)
+    has_val = len(y_val) > 0
+    selection: List[Dict[str, float]] = []
+    if cfg.type == "softmax":
+        tx, ty = torch.from_numpy(xt), torch.from_numpy(y_train)
+        vx, vy = torch.from_numpy(xv), torch.from_numpy(y_val)
+        best = None
+        curves = {}
+        candidates = cfg.weight_decay if has_val else cfg.weight_decay[:1]
+        for wd in candidates:
+            history, (score, epoch, w, b), _ = _softmax_train(
+                tx, ty, vx, vy, cfg, wd, cfg.epochs, progress, f"readout wd={wd:g}")
+            selection.append({"weight_decay": wd, "epoch": epoch, "validation": score if has_val else float("nan"),
+                              "train": history["train"][epoch - 1]})
+            curves[wd] = history
+            if best is None or score > best[0]:
+                best = (score, wd, epoch, w, b)
+        score, wd, epoch, w, b = best
+        chosen = {"weight_decay": wd, "epochs": epoch}
+        history = dict(curves[wd])
+        if cfg.refit and has_val:
+            norm = Normaliser.fit(np.concatenate([x_train, x_val]), cfg.normalise)
+            ax = torch.from_numpy(norm(np.concatenate([x_train, x_val])))
+            ay = torch.from_numpy(np.concatenate([y_train, y_val]))
+            empty_x, empty_y = torch.zeros((0, ax.shape[1])), torch.zeros(0, dtype=torch.int64)
+            # the chosen number of epochs on train + validation; the weights after the last
+            _, _, (w, b) = _softmax_train(ax, ay, empty_x, empty_y, cfg, wd, epoch, progress,
+                                          "readout refit")
+        readout = Readout("softmax", norm, w.numpy().astype(np.float32), b.numpy().astype(np.float32),
+                          chosen)
+        return Fit(readout, history, selection, chosen, score if has_val else float("nan"))
+
+    fit_one = _ridge if cfg.type == "ridge" else _logistic
+    key = "alpha" if cfg.type == "ridge" else "penalty"
+    best = None
+    history = {key: [], "train": [], "validation": []}
+    candidates = cfg.penalties if has_val else cfg.penalties[len(cfg.penalties) // 2:][:1]
+    for penalty in candidates:
+        w, b = fit_one(xt, y_train, penalty, cfg.classes)
+        acc_t = float(((xt @ w + b).argmax(1) == y_train).mean())
+        acc_v = float(((xv @ w + b).argmax(1) == y_val).mean()) if has_val else float("nan")
+        history[key].append(penalty)
+        history["train"].append(acc_t)
+        history["validation"].append(acc_v)
+        selection.append({key: penalty, "train": acc_t, "validation": acc_v})
+        score = acc_v if has_val else acc_t
+        if best is None or score > best[0]:
+            best = (score, penalty, w, b)
+    score, penalty, w, b = best
+    if cfg.refit and has_val:
+        norm = Normaliser.fit(np.concatenate([x_train, x_val]), cfg.normalise)
+        w, b = fit_one(norm(np.concatenate([x_train, x_val])), np.concatenate([y_train, y_val]),
+                       penalty, cfg.classes)
+    chosen = {key: penalty}
+    return Fit(Readout(cfg.type, norm, w, b, chosen), history, selection, chosen,
+               score if has_val else float("nan"))
+
+
+def confusion(y_true: Sequence[int], y_pred: Sequence[int], classes: int = N_CLASSES) -> np.ndarray:
+    """[true, predicted] counts."""
+    out = np.zeros((classes, classes), np.int64)
+    np.add.at(out, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
+    return out
