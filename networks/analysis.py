@@ -320,8 +320,10 @@ def table(metrics: Dict[str, Any]) -> str:
         s = metrics["speed"]
         for key, v in s.items():
             if isinstance(v, dict) and "realtime_factor_cpu" in v:
+                size = f", {v['neurons']} neurons with sources" if "neurons" in v else \
+                    f", {v.get('instances', 1)} instances, learning on"
                 lines.append(f"speed ({key}): {v['realtime_factor_cpu']:.1f}x real time (CPU), "
-                             f"{v['realtime_factor_wall']:.1f}x (wall), {v.get('neurons', '?')} neurons")
+                             f"{v['realtime_factor_wall']:.1f}x (wall){size}")
     return "\n".join(lines)
 
 

@@ -108,7 +108,7 @@ from pydantic import Field, field_validator, model_validator
 
 from spiking.config.schema import (SECTIONS, FieldError, PositiveTime, Quantity, Section,
                                    register_section)
-from spiking.errors import ConfigError, SpikingError
+from spiking.errors import ConfigError
 from spiking.network import Network
 
 CUE, WHAT, WHEN = "cue", "what", "when"
@@ -973,8 +973,8 @@ class WhatWhenExperiment:
         return np.transpose(W[:, :, cols], (0, 2, 1)).copy()
 
 
-def reservoir_speed(config, task: TaskSection, seconds: float = 10.0, backend: Optional[str] = None,
-                    record: bool = False) -> Dict[str, float]:
+def reservoir_speed(config, task: TaskSection, seconds: float = 10.0,
+                    backend: Optional[str] = None) -> Dict[str, float]:
     """Speed of a network of the file (one instance), driven by its noise and
     one cue per trial: wall and CPU seconds per simulated second and the
     real-time factors. ``config`` from ``load_reservoir_config(..., readouts=False)``

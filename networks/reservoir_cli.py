@@ -14,16 +14,11 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from spiking.errors import ConfigError, SpikingError
-
-
-def _mean_or_none(values):
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else None
+from spiking.errors import SpikingError
 
 
 def angles(exp) -> Dict[str, Any]:
@@ -123,21 +118,19 @@ def run_experiment(config, task, backend: Optional[str] = None, device: Optional
 
 def must_show(metrics: Dict[str, Any]) -> Dict[str, Any]:
     """The issue's headline figures, gathered from ``metrics``."""
-    out: Dict[str, Any] = {}
+    out: Dict[str, Any] = {"measured_on": metrics.get("measured_on")}
     tf = metrics["methods"].get("three_factor")
     if tf:
-        errors = [e for ph in tf["phases"] for e in ph["peaks"]["error"]]
-        out["peak_error_max_online"] = max(errors) if errors else None
-        r2 = [ph["probability_coding"]["r2"] for ph in tf["phases"]
-              if len(set(ph["probability_coding"]["probability"])) > 2]
-        out["probability_r2_online"] = r2
+        out["peak_error_per_phase"] = [max(ph["peaks"]["error"]) for ph in tf["phases"]]
+        out["probability_r2_per_phase"] = [ph["probability_coding"]["r2"] for ph in tf["phases"]
+                                           if len(set(ph["probability_coding"]["probability"])) > 2]
     for t in metrics.get("tests", []):
         test = t.get("three_factor")
         if not test:
             continue
-        out.setdefault("peak_error_max_test", []).append(max(test["peaks"]["error"]))
+        out.setdefault("peak_error_frozen_tests", []).append(max(test["peaks"]["error"]))
         if len(set(test["probability_coding"]["probability"])) > 2:
-            out.setdefault("probability_r2_test", []).append(test["probability_coding"]["r2"])
+            out.setdefault("probability_r2_frozen_tests", []).append(test["probability_coding"]["r2"])
     readapt = {}
     for m, entry in metrics["methods"].items():
         for sw in entry["switches"]:

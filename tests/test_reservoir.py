@@ -5,7 +5,6 @@ the full-size ones)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
