@@ -6,12 +6,19 @@ Both are timed interleaved (matmul, MVM, matmul, ...) so that load from other pr
 hits both alike; the median of the repeats is reported. Target: ratio <= 3.
 
     python benchmarks/bench_crossbar.py [--repeats 30] [--threads N]
+
+With ``--learning``: the cost of learning on arrays instead. CUBA with STDP on E->E (the
+rule of bench_plasticity.py) for ``--duration`` ms, its E->E projection in software, on
+ideal devices and on RRAM (every weight change a device write); CPU seconds of the run
+(numba, fastest of ``--repeats``), device writes and their energy.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -34,13 +41,47 @@ def interleaved_medians(first, second, repeats: int):
     return tuple(statistics.median(bucket) * 1e3 for bucket in times)
 
 
+def learning(duration_ms: float, repeats: int) -> None:
+    """CPU time and writes of STDP on E->E in software, on ideal devices and on RRAM."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    import spiking
+    from bench_plasticity import RULE
+
+    print(f"CUBA, STDP on E->E, {duration_ms:g} ms, numba")
+    print(f"{'E->E on':>10} {'run cpu s':>10} {'w mean':>8} {'writes':>9} {'write nJ':>9}")
+    for name, hardware in (("software", None), ("ideal", {"device": "ideal"}),
+                           ("rram", {"device": "rram", "endurance": 1000000})):
+        overrides = {"duration": f"{duration_ms} ms", "projections.EE.plasticity": RULE}
+        if hardware:
+            overrides["projections.EE.hardware"] = hardware
+        net = spiking.load(str(root / "configs" / "cuba.yaml"), overrides, backend="numba")
+        net.build()
+        net.run(net.spec.dt, progress=False)           # load the kernels
+        cpus = []
+        for _ in range(repeats):
+            net.reset(weights=True)
+            began = time.process_time()
+            net.run(progress=False)
+            cpus.append(time.process_time() - began)
+        report = net.hardware_report().get("EE", {})
+        writes, energy = report.get("writes", 0), report.get("energy_pj", {}).get("writes", 0)
+        print(f"{name:>10} {min(cpus):10.2f} {float(net.weights('EE').mean()):8.4f} "
+              f"{writes:9d} {energy / 1e3:9.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--learning", action="store_true", help="cost of learning on arrays")
+    parser.add_argument("--duration", type=float, default=1000.0, help="ms (--learning)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.learning:
+        learning(args.duration, min(args.repeats, 3))
+        return
     generator = torch.Generator().manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; crossbar: {CONFIG}")
     print(f"{'B x n_in x n_out':>18} {'matmul ms':>10} {'crossbar ms':>12} {'ratio':>6}  target")

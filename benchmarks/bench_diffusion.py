@@ -17,7 +17,9 @@
    floor; energy per network evaluation from spike rates (``energy.py``);
 5. prints a table, writes ``results.json`` and one sample grid per model.
 
-Every training is resumable: run the same command again to continue.
+Every training and every score is resumable (scores are cached in OUT/scores/):
+run the same command again to continue. ``--only STAGE ...`` trains and scores
+some models only, so that stages can run in parallel processes.
 Acceptance (issue): >= 80% of SNN samples confident, class entropy >= 2.1 nats.
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -38,7 +41,7 @@ from networks.diffusion.checkpoint import atomic_write, read_metrics  # noqa: E4
 from networks.diffusion.data import mnist_train, to_digit_images, to_model_images  # noqa: E402
 from networks.diffusion.energy import ENERGY_AC_PJ, ENERGY_MAC_PJ  # noqa: E402
 from networks.diffusion.metrics import load_metric, save_grid  # noqa: E402
-from networks.diffusion.sampling import evaluate, load_run, select_delta  # noqa: E402
+from networks.diffusion.sampling import evaluate, generate, load_run  # noqa: E402
 
 SNN_CONFIG = REPO / "configs" / "sdm_mnist.yaml"
 ANN_CONFIG = REPO / "configs" / "sdm_mnist_ann.yaml"
@@ -46,19 +49,66 @@ CONFIDENT_MIN, ENTROPY_MIN = 0.80, 2.1
 
 
 def train(config: Path, out: Path, overrides: list) -> None:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     cli.train(str(config), str(out), overrides)
-    print(f"  ({time.perf_counter() - started:.0f} s wall)")
+    print(f"  ({time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.0f} s CPU)")
 
 
-def score(name: str, run_dir: Path, metric, n: int, out: Path, delta: float = 0.0) -> dict:
+def cached(path: Path, key: dict, compute) -> dict:
+    """``compute()``, stored in ``path`` with ``key``; reused while the key matches
+    (so that an interrupted benchmark resumes, and stages can run in parallel)."""
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == key:
+            return stored["value"]
+    started, cpu = time.perf_counter(), time.process_time()
+    value = compute()
+    value["wall_seconds"] = round(time.perf_counter() - started, 1)
+    value["cpu_seconds"] = round(time.process_time() - cpu, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda temporary: temporary.write_text(json.dumps({"key": key, "value": value}, indent=2)))
+    return value
+
+
+def score(name: str, run_dir: Path, metric, n: int, out: Path, delta: float = 0.0,
+          ddim_steps: Optional[int] = None) -> dict:
     run = load_run(run_dir)
-    result, images = evaluate(run, metric, n, delta=delta)
-    save_grid(images[:64], out / f"grid_{name}.png")
+    key = {"run": str(run_dir), "step": run.step, "n": n, "delta": delta, "ddim_steps": ddim_steps, "seed": 0}
+
+    def compute() -> dict:
+        result, images = evaluate(run, metric, n, delta=delta, ddim_steps=ddim_steps)
+        save_grid(images[:64], out / f"grid_{name}.png")
+        return result
+
+    result = cached(out / "scores" / f"{name}.json", key, compute)
     result["train"] = read_metrics(run_dir)["train"]
+    result["ddim_steps"] = ddim_steps or run.config.diffusion.sample.ddim_steps
     print(f"  {name}: FID {result['fid']:.2f}, confident {result['confident_fraction']:.1%}, "
-          f"entropy {result['class_entropy']:.3f}")
+          f"entropy {result['class_entropy']:.3f} ({result['wall_seconds']:.0f} s wall to sample and score)")
     return result
+
+
+def select_row(run, metric, delta: float, n: int, ddim_steps: Optional[int]) -> dict:
+    quality = metric(generate(run, n, "ddim", 0, delta, ddim_steps))
+    return {"delta": delta, **{k: quality[k] for k in ("fid", "confident_fraction", "class_entropy")}}
+
+
+def select(run_dir: Path, metric, deltas: list, n: int, out: Path, ddim_steps: Optional[int]) -> dict:
+    """As ``sampling.select_delta`` (lowest FID wins), one cached delta at a time."""
+    run = load_run(run_dir)
+    table = []
+    for delta in deltas:
+        key = {"run": str(run_dir), "step": run.step, "n": n, "delta": delta, "ddim_steps": ddim_steps, "seed": 0}
+        row = cached(out / "scores" / f"select_{run_dir.name}_{delta:+g}.json", key,
+                     lambda: select_row(run, metric, delta, n, ddim_steps))
+        print(f"  delta {delta:+.3f}: FID {row['fid']:.2f}, confident {row['confident_fraction']:.1%}, "
+              f"entropy {row['class_entropy']:.3f}")
+        table.append(row)
+    best = min(table, key=lambda row: row["fid"])
+    return {"n_per_delta": n, "sampler": "ddim", "table": table, "best_delta": best["delta"]}
+
+
+STAGES = ("snn", "ann", "snn_tsm", "snn_finetuned", "guidance")
 
 
 def main() -> int:
@@ -70,17 +120,28 @@ def main() -> int:
     parser.add_argument("--n-compare", type=int, default=2000,
                         help="generated images for the TSM, control and guided models")
     parser.add_argument("--n-select", type=int, default=500, help="generated images per delta")
+    parser.add_argument("--ddim-steps", type=int, help="DDIM steps when scoring (default: the config's, 50)")
+    parser.add_argument("--deltas", type=float, nargs="+",
+                        help="threshold-guidance deltas to try (default: the config's sample.threshold_deltas)")
+    parser.add_argument("--only", choices=STAGES, nargs="+",
+                        help="train (if needed) and score only these, then stop; scores are cached in OUT/scores/, "
+                             "so stages can run in parallel processes before the full run assembles the table")
     args = parser.parse_args()
     out = args.out
     steps = [f"diffusion.train.steps={args.steps}"] if args.steps else []
+    only = set(args.only or STAGES)
+    started, cpu = time.perf_counter(), time.process_time()
 
     print("== training the SNN and its ANN twin (equal steps)")
-    train(SNN_CONFIG, out / "snn", steps)
-    train(ANN_CONFIG, out / "ann", steps)
+    for name, config in (("snn", SNN_CONFIG), ("ann", ANN_CONFIG)):
+        if name in only:
+            train(config, out / name, steps)
     print(f"== fine-tuning {args.tsm_steps} steps with TSM and without (control)")
     for name, tsm in (("snn_tsm", "true"), ("snn_finetuned", "false")):
-        train(SNN_CONFIG, out / name, [f"diffusion.train.steps={args.tsm_steps}", f"diffusion.model.tsm={tsm}",
-                                       f"diffusion.train.init_from={out / 'snn'}", "diffusion.train.warmup_steps=0"])
+        if name in only or "guidance" in only:
+            train(SNN_CONFIG, out / name, [f"diffusion.train.steps={args.tsm_steps}", f"diffusion.model.tsm={tsm}",
+                                           f"diffusion.train.init_from={out / 'snn'}",
+                                           "diffusion.train.warmup_steps=0"])
 
     metric = load_metric()
     print(f"== scoring DDIM samples: {args.n_eval} for SNN and ANN, {args.n_compare} for the others")
@@ -89,26 +150,39 @@ def main() -> int:
     print(f"  real training digits: FID {real['fid']:.2f}, confident {real['confident_fraction']:.1%}")
     results = {"real_train_digits": real}
     for name in ("snn", "ann"):
-        results[name] = score(name, out / name, metric, args.n_eval, out)
+        if name in only:
+            results[name] = score(name, out / name, metric, args.n_eval, out, ddim_steps=args.ddim_steps)
     for name in ("snn_tsm", "snn_finetuned"):
-        results[name] = score(name, out / name, metric, args.n_compare, out)
+        if name in only or "guidance" in only:
+            results[name] = score(name, out / name, metric, args.n_compare, out, ddim_steps=args.ddim_steps)
+    if args.only and "guidance" not in only:
+        print(f"scored {', '.join(sorted(only))} ({time.perf_counter() - started:.0f} s wall); "
+              "run without --only for the table")
+        return 0
 
     tsm_better = results["snn_tsm"]["fid"] < results["snn_finetuned"]["fid"]
     guided_name = "snn_tsm" if tsm_better else "snn_finetuned"
     guided_run = load_run(out / guided_name)
-    deltas = guided_run.config.diffusion.sample.threshold_deltas
+    deltas = args.deltas or guided_run.config.diffusion.sample.threshold_deltas
     print(f"== threshold guidance on {guided_name}: deltas {deltas}, {args.n_select} samples each")
-    selection = select_delta(guided_run, metric, deltas, args.n_select)
+    selection = select(out / guided_name, metric, deltas, args.n_select, out, args.ddim_steps)
     results["threshold_guidance"] = selection
     best = selection["best_delta"]
-    results["snn_guided"] = (score("snn_guided", out / guided_name, metric, args.n_compare, out, best)
+    results["snn_guided"] = (score("snn_guided", out / guided_name, metric, args.n_compare, out, best,
+                                   args.ddim_steps)
                              if best != 0.0 else results[guided_name])
+    if args.only:
+        print(f"scored {', '.join(sorted(only))}; run without --only for the table")
+        return 0
 
     snn, ann = results["snn"], results["ann"]
     summary = {
         "steps": snn["train"]["steps"],
         "n_eval": args.n_eval,
         "n_compare": args.n_compare,
+        "n_select": args.n_select,
+        "tsm_steps": args.tsm_steps,
+        "ddim_steps": snn["ddim_steps"],
         "fid_snn": snn["fid"], "fid_ann": ann["fid"],
         "tsm_fid_gain": results["snn_finetuned"]["fid"] - results["snn_tsm"]["fid"],
         "threshold_guidance_delta": best,
@@ -125,12 +199,12 @@ def main() -> int:
 
     print("\nSNN spike rate per layer (spikes per neuron per SNN step):")
     print("  " + ", ".join(f"{layer} {rate:.3f}" for layer, rate in snn["spike_rates"].items()))
-    print("\nmodel           steps      n   FID     conf>0.9  entropy  s/step  energy/eval (uJ)")
+    print("\nmodel           steps      n   FID     conf>0.9  entropy  s/step  energy/eval (uJ)  sampling s (wall/CPU)")
     for name in ("snn", "ann", "snn_finetuned", "snn_tsm", "snn_guided"):
         row = results[name]
         print(f"{name:15s} {row['train']['steps']:6d} {row['n']:6d} {row['fid']:7.2f}  {row['confident_fraction']:7.1%}  "
               f"{row['class_entropy']:7.3f}  {row['train']['seconds_per_step']:6.3f}  "
-              f"{row['operations']['energy_pj'] / 1e6:8.3f}")
+              f"{row['operations']['energy_pj'] / 1e6:8.3f}          {row['wall_seconds']:.0f}/{row['cpu_seconds']:.0f}")
     print(f"{'real digits':15s} {'':6s} {real['n']:6d} {real['fid']:7.2f}  {real['confident_fraction']:7.1%}  "
           f"{real['class_entropy']:7.3f}")
     print(f"\nTSM gain (FID, vs fine-tuning without TSM): {summary['tsm_fid_gain']:+.2f}")
@@ -138,7 +212,8 @@ def main() -> int:
     print(f"energy ANN / SNN: {summary['energy_ratio_ann_over_snn']:.2f}x "
           f"(MAC {ENERGY_MAC_PJ} pJ, AC {ENERGY_AC_PJ} pJ)")
     print(f"acceptance (SNN >= {CONFIDENT_MIN:.0%} confident, entropy >= {ENTROPY_MIN}): "
-          f"{'PASS' if summary['accepted'] else 'FAIL'}; results in {out / 'results.json'}")
+          f"{'PASS' if summary['accepted'] else 'FAIL'}; results in {out / 'results.json'} "
+          f"(this pass: {time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.0f} s CPU)")
     return 0 if summary["accepted"] else 1
 
 

@@ -282,8 +282,8 @@ class Faults:
 
     stuck_at_min: fraction of devices stuck at G_min from manufacture (open / HRS).
     stuck_at_max: fraction of devices stuck at G_max from manufacture (short / LRS).
-    endurance: writes a device survives; it then keeps its last conductance for good
-        (null = unlimited).
+    endurance: writes a device survives, the first programming included; it then keeps
+        its last conductance for good and ignores writes (null = unlimited).
     """
     stuck_at_min: float = 0.0
     stuck_at_max: float = 0.0
@@ -294,11 +294,13 @@ class Faults:
         check_number(self, "stuck_at_max", minimum=0.0, maximum=1.0)
         if self.stuck_at_min + self.stuck_at_max > 1:
             reject("stuck_at_min + stuck_at_max exceeds 1", "stuck_at_max")
-        if self.endurance is not None and (
-                isinstance(self.endurance, bool)
-                or not isinstance(self.endurance, (int, np.integer))
-                or self.endurance < 1):
+        value = self.endurance
+        if isinstance(value, (float, np.floating)) and math.isfinite(value) and value == int(value):
+            value = int(value)   # 1.0e+6 in YAML
+        if value is not None and (isinstance(value, bool) or not isinstance(
+                value, (int, np.integer)) or value < 1):
             reject(f"must be a positive integer or null, got {self.endurance!r}", "endurance")
+        object.__setattr__(self, "endurance", None if value is None else int(value))
 
 
 @dataclass(frozen=True)
@@ -417,7 +419,11 @@ def _rram() -> DeviceConfig:
       Trans. Comput. 64, 180 (2015)), makes a ~1.2 relative weight error on its own, far
       worse than the write-verified arrays above; set ``stuck_at_min``/``stuck_at_max``
       to study it.
-    * Endurance: unlimited unless set (not part of the published statistics above).
+    * Endurance: unlimited unless set (not part of the published statistics above). Binary
+      TaOx cells switch 10^12 times (Lee et al., Nat. Mater. 10, 625 (2011)), beyond any
+      simulated run; multi-level HfOx cells wear sooner, 10^6 cycles being demonstrated for
+      4 levels (Huang et al., IEDM 2013). Plastic projections count every device write
+      against it (``endurance: 1000000`` to study wear; :mod:`spiking.synapses.array_write`).
     * Switching: SET lands on N(0.8, 0.1)·G_max, RESET on N(0.05, 0.03)·G_max, p = 0.5;
       assumed, a bimodal LRS/HRS distribution as used for random-weight arrays.
     """

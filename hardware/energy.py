@@ -54,8 +54,12 @@ class EnergyModel:
     adc_time: time of one conversion, ns: 1/1.28 GS/s (ISAAC).
     columns_per_adc: columns sharing one ADC, converted one after the other: 128 (ISAAC:
         one ADC per 128-column crossbar).
-    write_energy: energy of one device write, pJ. Assumed 10 pJ: about ten write-verify
-        iterations of a ~1 pJ pulse (1 V, 100 µA, 10 ns).
+    write_energy: energy of one device write, pJ, charged for programming and for every
+        write of a plastic projection. Assumed 10 pJ: about ten write-verify iterations of
+        a ~1 pJ pulse (1 V, 100 µA, 10 ns); the iteration count depends strongly on the
+        algorithm and level spacing (Pérez et al., IEEE Trans. Electron Devices 2021,
+        "Variability and energy consumption tradeoffs in multilevel programming of RRAM
+        arrays").
     write_time: time of one device write, ns. Assumed 1 µs (ten iterations of pulse plus
         verify read); writes are costed one device after the other (conservative).
     """

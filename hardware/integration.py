@@ -8,20 +8,31 @@ noise to each delivered weight (counter-based, the same on numba and torch)
 and, with a quantising ADC, round it to the ADC's step. Energy and latency
 follow from the counted row reads (:func:`energy_report`).
 
+Plastic projections re-program their devices: every weight change of a learning
+rule is written into the synapse's differential pair with programming noise and
+level rounding, write counts and endurance (:mod:`spiking.synapses.array_write`;
+initial state from :func:`write_state`). Their arrays map the rule's whole weight
+range [w_min, w_max] onto the window unless ``w_max`` is given.
+
 Not modelled on this event path: IR drop varies with which rows are active in
 an MVM, which a single-row read does not have (the programmed weights include
-the static IR attenuation of the array); plastic projections on hardware are
-rejected until re-programming on learning is implemented.
+the static IR attenuation of the array). Writes during learning see neither drift
+nor IR drop nor the device-to-device window variation (they clip at G_max); the
+first programming sees all three. The energy report's cell reads use the
+conductances of the first programming.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 
 from hardware.crossbar import Crossbar
+from hardware.devices import quantise_conductance
 from hardware.energy import Counters
+from spiking.synapses import array_write as aw
 
 # columns of the per-projection table the kernels read
 READ_SIGMA, ADC_STEP, ADC_RANGE = range(3)
@@ -56,10 +67,15 @@ def program(spec, weight: np.ndarray, instances: int) -> List[ArrayProjection]:
         cols = conn.target[idx].astype(np.int64) % spec.n_total - post.offset
         dense = np.zeros((pre.size, post.size), np.float32)
         dense[rows, cols] = conn.weight[idx]
+        config = proj.hardware
+        if proj.plasticity is not None and config.w_max is None:
+            bounds = (float(np.abs(dense).max(initial=0.0)), abs(proj.plasticity.w_min),
+                      abs(proj.plasticity.w_max))
+            config = dataclasses.replace(config, w_max=max(bounds) or 1.0)
         crossbars = []
         for b in range(instances):
             seed = np.random.SeedSequence(spec.seed, spawn_key=(proj.index, b, 0x4857))
-            xbar = Crossbar(dense, proj.hardware, seed=int(seed.generate_state(1)[0]))
+            xbar = Crossbar(dense, config, seed=int(seed.generate_state(1)[0]))
             programmed = xbar.effective_weights(read_noise=False) * xbar._spike_amplitude
             weight[b, idx] = programmed[rows, cols]
             crossbars.append(xbar)
@@ -89,9 +105,51 @@ def read_table(spec, arrays: List[ArrayProjection]) -> np.ndarray:
     return table
 
 
-def energy_report(spec, arrays: List[ArrayProjection], spike_counts: np.ndarray) -> Dict[str, dict]:
-    """Row reads, synaptic events, energy (pJ) and latency (ns) per hardware
-    projection, summed over instances, from spike counts per neuron [B, N]."""
+def plastic_arrays(spec, arrays: List[ArrayProjection]) -> List[ArrayProjection]:
+    """The hardware projections a learning rule changes."""
+    return [a for a in arrays if spec.projections[a.index].plasticity is not None]
+
+
+def write_state(spec, arrays: List[ArrayProjection], instances: int
+                ) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+    """What the kernels need to re-program plastic projections (see
+    :mod:`spiking.synapses.array_write`): the float64 table [n_projections, N_WRITE] and
+    the devices' state right after programming, ``g``, ``level``, ``writes``, ``frozen``
+    ([B, nnz, 2]; [1, 1, 2] zeros when no hardware projection is plastic)."""
+    table = np.zeros((max(len(spec.projections), 1), aw.N_WRITE), np.float64)
+    plastic = plastic_arrays(spec, arrays)
+    shape = (instances, spec.connectivity.nnz, 2) if plastic else (1, 1, 2)
+    state = {"g": np.zeros(shape), "level": np.zeros(shape),
+             "writes": np.zeros(shape, np.int32), "frozen": np.zeros(shape, np.uint8)}
+    for a in plastic:
+        xbar = a.crossbars[0]
+        device = xbar.config.device
+        coefficients = device.programming.coefficients
+        if len(coefficients) > aw.N_COEF:
+            raise ValueError(f"{a.name}: at most {aw.N_COEF} programming-noise coefficients "
+                             f"on a plastic projection, got {len(coefficients)}")
+        row = table[a.index]
+        row[[aw.ON, aw.G_MIN, aw.G_MAX]] = 1.0, device.g_min, device.g_max
+        row[aw.SCALE] = xbar.scale / xbar._spike_amplitude
+        row[aw.LEVELS] = device.levels or 0
+        row[aw.ENDURANCE] = device.faults.endurance or np.inf
+        row[aw.PROG_GAIN] = device.programming.scale * device.g_max
+        row[aw.COEF:aw.COEF + len(coefficients)] = coefficients
+        for b, xbar in enumerate(a.crossbars):
+            levels = quantise_conductance(device, xbar._targets(xbar.target_weights))
+            for name, values in (("g", xbar.devices.g), ("level", levels),
+                                 ("writes", xbar.devices.writes), ("frozen", xbar.devices.frozen)):
+                state[name][b][a.synapses] = values[:, a.rows, a.cols].T.cpu().numpy()
+    return table, state
+
+
+def energy_report(spec, arrays: List[ArrayProjection], spike_counts: np.ndarray,
+                  writes: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> Dict[str, dict]:
+    """Row reads, synaptic events, device writes, energy (pJ) and latency (ns) per hardware
+    projection, summed over instances, from spike counts per neuron [B, N] and, for
+    plastic projections, each device's writes (``(since the last reset, since
+    manufacture)``, int [B, n_synapses, 2]): ``writes`` (costed), ``max_device_writes``
+    and ``worn_out`` (devices at their endurance)."""
     report = {}
     for a in arrays:
         pre = spec.population(spec.projections[a.index].pre)
@@ -100,13 +158,20 @@ def energy_report(spec, arrays: List[ArrayProjection], spike_counts: np.ndarray)
         reads = int(counts.sum())
         events = int((counts * fan_out[None, :]).sum())
         xbar = a.crossbars[0]
+        written, total = writes.get(a.name, (None, None))
         counters = Counters(row_reads=reads, synaptic_events=events,
                             dac_conversions=reads * xbar.column_tiles,
-                            adc_conversions=reads * xbar.n_out)
+                            adc_conversions=reads * xbar.n_out,
+                            writes=0 if written is None else int(written.sum()))
         g_row = xbar.devices.g.sum(dim=(0, 2)).cpu().numpy()   # µS per input row
         drive = float((counts.sum(0) * g_row).sum()) * xbar._spike_amplitude ** 2 / xbar.dac_range ** 2
         r = xbar.config.energy.report(counters, drive, xbar.config.adc.bits,
                                       min(xbar.config.tile_cols, xbar.n_out))
         report[a.name] = {"row_reads": reads, "synaptic_events": events,
                           "energy_pj": r["energy_pj"], "latency_ns": r["latency_ns"]}
+        if written is not None:
+            endurance = xbar.config.device.faults.endurance
+            report[a.name].update(
+                writes=counters.writes, max_device_writes=int(total.max(initial=0)),
+                worn_out=0 if endurance is None else int((total >= endurance).sum()))
     return report

@@ -18,12 +18,17 @@ Definitions (all in ``metrics.json``):
   which the estimate, a moving average over the last ``window`` trials of
   the new phase (never mixing trials from before the switch), meets the
   criterion for ``hold`` consecutive trials; n counts the trials since the
-  switch, so it includes the averaging window's lag. Criteria: latency within
-  ``tolerance`` of the new latency; amplitude within 2 × ``tolerance`` of the
-  amplitude expected from the old one, a_ref · p_new / p_old (a_ref the mean
-  over the ``steady`` trials before the switch); identity: "what" picks the
-  right identity in ≥ 90 % of the window. ``None`` when it never happens
-  within the phase.
+  switch, so it includes the averaging window's lag. Criteria: latency (per
+  instance) within ``tolerance`` of the new latency; probability, with three
+  or more conditions (instances): the probability code is back, i.e. the
+  instances' moving amplitudes against their new probabilities fit a line
+  with r² ≥ 0.9 and at least half the slope of the code before the switch
+  (one count per switch: the readout's gain may drift, its code may not
+  invert or flatten); with fewer conditions, per instance, the amplitude
+  within 2 × ``tolerance`` of a_ref · p_new / p_old (a_ref over the
+  ``steady`` trials before the switch); identity: "what" picks the right
+  identity in ≥ 90 % of the window. ``None`` when it never happens within
+  the phase.
 - principal angles between the "what" and "when" readout subspaces: spans of
   the learned readout vectors (three-factor: group mean of W − W0 per
   identity; FORCE: its weights), via ``scipy.linalg.subspace_angles``.
@@ -36,6 +41,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 SMOOTH_MS = 10.0
+R2_CODE = 0.9          # a probability code: amplitude ~ p with r2 >= this
 METHOD_ORDER = ("three_factor", "force", "force_reset")
 
 
@@ -199,18 +205,31 @@ class WhatWhenAnalysis:
                 trials.append(count(np.abs(times - L) <= self.tolerance * L))
             out["latency"] = trials
         if "probability" in kinds:
-            trials = []
-            for b in range(B):
-                p_old = float(np.median(self.log["probability"][r0:s0, b]))
-                p_new = float(np.median(self.log["probability"][s0:e0, b]))
-                if p_old <= 0 or p_old == p_new:
-                    trials.append(None if p_old <= 0 else 0)
-                    continue
-                a_ref = self._peak(when[r0:s0, b].mean(axis=0))[1]
-                expected = a_ref * p_new / p_old
-                amps = moving_estimates(when[:, b], s0, e0, self.window, lambda m: self._peak(m)[1])
-                trials.append(count(np.abs(amps - expected) <= 2 * self.tolerance * max(expected, 1e-9)))
-            out["probability"] = trials
+            prob = self.log["probability"]
+            p_new = [float(np.median(prob[s0:e0, b])) for b in range(B)]
+            if len(set(p_new)) >= 3:
+                # the probability code across conditions: re-established when the
+                # moving amplitudes of all instances, against their new
+                # probabilities, fit a line with r2 >= 0.9 and at least half the
+                # slope the code had before the switch
+                before = self.probability_coding(method, max(0, switch - self.steady), switch)
+                amps = np.stack([moving_estimates(when[:, b], s0, e0, self.window, lambda m: self._peak(m)[1])
+                                 for b in range(B)], axis=1)
+                fits = [linear_fit(p_new, row) for row in amps]
+                ok = np.array([f["r2"] >= R2_CODE and f["slope"] >= 0.5 * before["slope"] for f in fits])
+                n = count(ok) if before["slope"] > 0 else None
+                out["probability"] = [n]
+            else:
+                trials = []
+                for b in range(B):
+                    p_old = float(np.median(prob[r0:s0, b]))
+                    if p_old <= 0 or p_old == p_new[b]:
+                        trials.append(None if p_old <= 0 else 0)
+                        continue
+                    expected = self._peak(when[r0:s0, b].mean(axis=0))[1] * p_new[b] / p_old
+                    amps = moving_estimates(when[:, b], s0, e0, self.window, lambda m: self._peak(m)[1])
+                    trials.append(count(np.abs(amps - expected) <= 2 * self.tolerance * max(expected, 1e-9)))
+                out["probability"] = trials
         if "mapping" in kinds and method in self.log["what"]:
             what = self.log["what"][method]                # [N, B, K]
             trials = []
@@ -260,8 +279,15 @@ class WhatWhenAnalysis:
                       "what_accuracy": self.what_accuracy(m, a, hi)}
                 entry["phases"].append(ph)
             for (t, kinds), (lo, hi) in zip(self.switches, phases[1:]):
-                entry["switches"].append({"trial": t, "changed": kinds, "phase_length": hi - t,
-                                          "trials_to_readapt": self.adaptation(m, t, kinds, hi)})
+                sw = {"trial": t, "changed": kinds, "phase_length": hi - t,
+                      "trials_to_readapt": self.adaptation(m, t, kinds, hi)}
+                if "probability" in kinds:
+                    # the probability code before the switch and at the end of the new phase
+                    pre = self.probability_coding(m, max(0, t - self.steady), t)
+                    end = self.probability_coding(m, max(t, hi - self.steady), hi)
+                    sw["code_before"] = {k: pre[k] for k in ("slope", "intercept", "r2")}
+                    sw["code_end"] = {k: end[k] for k in ("slope", "intercept", "r2")}
+                entry["switches"].append(sw)
             out[m] = entry
         return out
 
@@ -302,7 +328,8 @@ def table(metrics: Dict[str, Any]) -> str:
             pk = ph["peaks"]
             err = max(pk["error"]) if pk["error"] else float("nan")
             pc = ph["probability_coding"]
-            r2 = f", amplitude~p r2 {pc['r2']:.3f}" if len(pc["probability"]) > 2 else ""
+            r2 = (f", amplitude~p slope {pc['slope']:.2f} r2 {pc['r2']:.3f}"
+                  if len(pc["probability"]) > 2 else "")
             lines.append(f"  trials {ph['measured_on'][0]}-{ph['measured_on'][1]}: peak "
                          f"{', '.join(f'{t:.0f}' for t in pk['peak_ms'])} ms (latency "
                          f"{', '.join(f'{t:.0f}' for t in pk['latency_ms'])} ms; max error {100 * err:.1f}%)"
@@ -311,6 +338,10 @@ def table(metrics: Dict[str, Any]) -> str:
             for kind, values in sw["trials_to_readapt"].items():
                 lines.append(f"  switch at trial {sw['trial']} ({kind}): trials to re-adapt "
                              f"{_fmt_trials(values, sw.get('phase_length', 0) or 0)}")
+            if sw.get("code_end"):
+                b, e = sw["code_before"], sw["code_end"]
+                lines.append(f"  switch at trial {sw['trial']}: amplitude ~ p slope {b['slope']:.2f} (r2 {b['r2']:.2f}) "
+                             f"before, {e['slope']:.2f} (r2 {e['r2']:.2f}) at the end of the new phase")
     if "angles" in metrics:
         for m, a in metrics["angles"].items():
             lines.append(f"{names.get(m, m)}: principal angles what/when (deg, per instance): "

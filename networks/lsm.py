@@ -841,7 +841,8 @@ class LiquidStateMachine:
         edges = np.linspace(0, self.steps, bins + 1).round().astype(int)
         counts, records = [], []
         for k in range(bins):
-            res = net.run((edges[k + 1] - edges[k]) * self.dt, inputs={INPUT: x}, progress=False)
+            res = net.run((edges[k + 1] - edges[k]) * self.dt,
+                          inputs={INPUT: x[edges[k]:edges[k + 1]]}, progress=False)
             counts.append(np.concatenate([res.counts(p) for p in self.populations], axis=1))
             records.append(res)
         B = x.shape[1]

@@ -382,19 +382,21 @@ if "task" not in SECTIONS:
 
 
 # ----------------------------------------------------------------------------- loading
-def load_reservoir_config(path, overrides: Sequence[str] = (), readouts: bool = True):
+def load_reservoir_config(path, overrides: Sequence[str] = (), readouts: bool = True,
+                          plastic: bool = True):
     """Load a reservoir file (``base:`` merged, ``--set`` applied), add the cue,
     readouts, modulators and monitors of its ``task:`` section and validate.
     Returns (NetworkConfig, TaskSection). ``readouts=False`` adds only the cue
-    (the reservoir alone, for timing)."""
+    (the reservoir alone, for timing); ``plastic=False`` adds the readouts
+    without their learning rule (for timing the rule)."""
     from spiking.config.loader import apply_overrides, load_tree
 
     data, source = load_tree(path)
     apply_overrides(data, source, overrides or ())
-    return expand_config(data, source, str(path), readouts)
+    return expand_config(data, source, str(path), readouts, plastic)
 
 
-def expand_config(data: dict, source, file: str, readouts: bool = True):
+def expand_config(data: dict, source, file: str, readouts: bool = True, plastic: bool = True):
     """Validate ``data`` with its ``task:`` section, add the generated parts and
     validate the result; returns (NetworkConfig, TaskSection)."""
     from spiking.config.loader import validate
@@ -425,7 +427,7 @@ def expand_config(data: dict, source, file: str, readouts: bool = True):
         raise ConfigError(f"no population {task.readout.source!r}; populations: {', '.join(pops)}",
                           file=where or file, line=line, path=("task", "readout", "source"))
     out = copy.deepcopy(data)
-    tree = network_tree(task, readouts)
+    tree = network_tree(task, readouts, plastic)
     for key, part in tree.items():
         if key == "monitors":
             out["monitors"] = list(out.get("monitors") or []) + part
@@ -438,9 +440,10 @@ def expand_config(data: dict, source, file: str, readouts: bool = True):
     return config, config.sections["task"]
 
 
-def network_tree(task: TaskSection, readouts: bool = True) -> dict:
+def network_tree(task: TaskSection, readouts: bool = True, plastic: bool = True) -> dict:
     """The populations, projections, modulators and monitors the task adds
-    (only the cue and its projections without ``readouts``)."""
+    (only the cue and its projections without ``readouts``; the readout
+    projections without their rule, and no modulators, without ``plastic``)."""
     K, r = task.identities, task.readout
     n = r.neurons * K
     nrn = r.neuron
@@ -469,6 +472,10 @@ def network_tree(task: TaskSection, readouts: bool = True) -> dict:
             "plasticity": {"preset": "error_hebbian_readout", "modulator": ERR[kind], "gate": GATE[kind],
                            "eta": r.eta_what if kind == WHAT else r.eta_when,
                            "tau_plus": r.tau_trace, "w_min": -r.w_max, "w_max": r.w_max}}
+    if not plastic:
+        modulators = {}
+        for kind in KINDS:
+            del projections[f"{r.source}_{kind}"]["plasticity"]
     monitors = [{"type": "spikes", "population": WHAT}, {"type": "spikes", "population": WHEN},
                 {"type": "spikes", "population": r.source}]
     return {"populations": populations, "projections": projections, "modulators": modulators,
@@ -583,17 +590,6 @@ class TaskGenerator:
 
 
 # ----------------------------------------------------------------------------- helpers
-def absolute_input(t_now: int, block: np.ndarray) -> np.ndarray:
-    """An event-source input for steps [t_now, t_now + T) of a network that is
-    not reset between trials. The core indexes inputs by the step since the
-    last reset; the rows before ``t_now`` are never read, and np.zeros maps
-    them lazily, so they cost address space, not memory."""
-    T = block.shape[0]
-    out = np.zeros((t_now + T,) + block.shape[1:], np.uint8)
-    out[t_now:] = block
-    return out
-
-
 def exp_filter(x: np.ndarray, decay: float, state: Optional[np.ndarray] = None):
     """y[t] = decay * y[t-1] + x[t] along axis 0; returns (y, last row)."""
     from scipy.signal import lfilter
@@ -795,7 +791,7 @@ class WhatWhenExperiment:
     def _run(self, cues: np.ndarray, signals: Dict[str, np.ndarray]):
         t0 = self.net.backend.t
         c0, w0 = time.process_time(), time.perf_counter()
-        res = self.net.run(self.steps * self.dt, inputs={CUE: absolute_input(t0, self._cue_input(cues))},
+        res = self.net.run(self.steps * self.dt, inputs={CUE: self._cue_input(cues)},
                            signals=signals, progress=False)
         self.timing["sim_s"] += time.perf_counter() - w0
         self.timing["sim_cpu_s"] += time.process_time() - c0
@@ -974,14 +970,20 @@ class WhatWhenExperiment:
 
 
 def reservoir_speed(config, task: TaskSection, seconds: float = 10.0,
-                    backend: Optional[str] = None) -> Dict[str, float]:
+                    backend: Optional[str] = None, learn: bool = False) -> Dict[str, float]:
     """Speed of a network of the file (one instance), driven by its noise and
     one cue per trial: wall and CPU seconds per simulated second and the
     real-time factors. ``config`` from ``load_reservoir_config(..., readouts=False)``
-    times the reservoir alone; with readouts, it times the whole model but
-    without learning (the gates stay shut)."""
+    times the reservoir alone; with readouts, it times the whole model, with
+    the gates shut (the rule runs over every readout synapse but changes
+    nothing), or with ``learn`` the gates held open and the targets at 1, so
+    that every readout synapse is written every step (the rule's worst case)."""
     net = Network(config, backend=backend, instances=1)
     net.build()
+    if learn:
+        for kind in KINDS:
+            net.set_signal(GATE[kind], 1.0)
+            net.set_signal(ERR[kind], 1.0)
     steps = int(round(task.trial.length / net.spec.dt))
     cue_step = int(round(task.trial.cue_at / net.spec.dt))
     n_cue = task.cue.neurons * task.identities
@@ -995,9 +997,8 @@ def reservoir_speed(config, task: TaskSection, seconds: float = 10.0,
         block = np.zeros((steps, 1, n_cue), np.uint8)
         c = n % task.identities
         block[burst, 0, c * task.cue.neurons:(c + 1) * task.cue.neurons] = 1
-        inp = absolute_input(net.backend.t, block)
         w0, c0 = time.perf_counter(), time.process_time()
-        res = net.run(steps * net.spec.dt, inputs={CUE: inp}, progress=False)
+        res = net.run(steps * net.spec.dt, inputs={CUE: block}, progress=False)
         wall += time.perf_counter() - w0
         cpu += time.process_time() - c0
         spikes += int(res.pop_counts.sum())

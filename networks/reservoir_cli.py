@@ -1,6 +1,8 @@
-"""``spiking train`` for files with a ``task:`` section (the what/when reservoir).
+"""``spiking train`` (and ``spiking run``) for files with a ``task:`` section
+(the what/when reservoir).
 
     spiking train configs/reservoir_what_when.yaml --out runs/what_when
+    spiking run configs/reservoir_what_when.yaml [--out DIR] [--json]   # the same; --out optional
     spiking train configs/reservoir_what_when.yaml --out runs/quick --set task.trials=120 --set task.switches=[]
 
 Runs the schedule of the file (three-factor readouts in the simulator, FORCE on
@@ -136,6 +138,9 @@ def must_show(metrics: Dict[str, Any]) -> Dict[str, Any]:
         for sw in entry["switches"]:
             for kind, values in sw["trials_to_readapt"].items():
                 readapt.setdefault(f"{kind}@{sw['trial']}", {})[m] = values
+            if sw.get("code_end"):
+                out.setdefault("probability_code_slope_before_end", {}).setdefault(
+                    f"probability@{sw['trial']}", {})[m] = [sw["code_before"]["slope"], sw["code_end"]["slope"]]
     out["trials_to_readapt"] = readapt
     if "angles" in metrics and "three_factor" in metrics["angles"]:
         out["what_when_min_angle_deg"] = metrics["angles"]["three_factor"]["min_what_when"]
@@ -183,16 +188,57 @@ def save_results(out_dir: str, metrics: Dict[str, Any], exp, analysis) -> None:
     atomic_write_json(os.path.join(out_dir, "metrics.json"), metrics)
 
 
+def load_log(path: str) -> Tuple[Dict[str, Any], Optional[np.ndarray]]:
+    """A ``log.npz`` / ``probes.npz`` written by :func:`save_results` back as a
+    log (``TrialLog.arrays()`` layout) and the trial index of probe records."""
+    from networks.analysis import METHOD_ORDER
+
+    with np.load(path) as f:
+        log: Dict[str, Any] = {k: f[k] for k in ("cue", "identity", "occurred", "latency", "probability")}
+        for key in ("when", "what"):
+            log[key] = {m: f[f"{key}_{m}"].astype(np.float32) for m in METHOD_ORDER if f"{key}_{m}" in f}
+        trial = f["trial"] if "trial" in f else None
+    return log, trial
+
+
+def reanalyse(out_dir: str, config=None, task=None) -> Dict[str, Any]:
+    """Recompute the per-phase and per-switch figures of a run folder from its
+    saved probe log (``probes.npz``, else ``log.npz``) with the current
+    analysis code and the task's analysis settings (default: those of the
+    run's config and overrides); returns the updated metrics (not written)."""
+    import json
+
+    from networks.analysis import WhatWhenAnalysis
+    from networks.reservoir import load_reservoir_config
+
+    with open(os.path.join(out_dir, "metrics.json")) as f:
+        metrics = json.load(f)
+    if task is None:
+        config, task = load_reservoir_config(metrics["config"], metrics.get("overrides") or [])
+    probes = os.path.join(out_dir, "probes.npz")
+    log, trial = load_log(probes if os.path.exists(probes) else os.path.join(out_dir, "log.npz"))
+    a = task.analysis
+    switches = [(s["trial"], s["changed"]) for s in metrics["switches"]]
+    analysis = WhatWhenAnalysis(log, metrics["dt_ms"], switches, window=a.window, tolerance=a.tolerance,
+                                hold=a.hold, steady=a.steady, n_trials=metrics["trials"], trial_index=trial)
+    metrics["methods"] = analysis.summary()
+    metrics["must_show"] = must_show(metrics)
+    return metrics
+
+
 def train(args) -> int:
-    """``spiking train CONFIG --out DIR`` for a file with a ``task:`` section."""
+    """``spiking train CONFIG --out DIR`` (or ``spiking run CONFIG [--out DIR]``)
+    for a file with a ``task:`` section; without ``--out`` nothing is written."""
     from networks.analysis import table
     from networks.reservoir import load_reservoir_config
 
     overrides = list(getattr(args, "overrides", None) or [])
     config, task = load_reservoir_config(args.config, overrides)
     reservoir_config, _ = load_reservoir_config(args.config, overrides, readouts=False)
-    if getattr(args, "batch_size", None):
-        print("note: --batch-size is ignored; the task runs one instance per condition")
+    for flag, name in (("batch_size", "--batch-size"), ("instances", "--instances"), ("duration", "--duration")):
+        if getattr(args, flag, None):
+            print(f"note: {name} is ignored; the task runs one instance per condition, "
+                  f"task.trials trials of task.trial.length")
     backend = getattr(args, "backend", None)
     device = getattr(args, "device", None)
     progress = not getattr(args, "no_progress", False)
@@ -208,7 +254,13 @@ def train(args) -> int:
         raise SpikingError(f"out of memory: {e}") from None
     metrics["config"] = os.path.abspath(args.config)
     metrics["overrides"] = overrides
-    save_results(args.out, metrics, exp, analysis)
+    out = getattr(args, "out", None)
+    if out:
+        save_results(out, metrics, exp, analysis)
     print(table(metrics))
-    print(f"results: {args.out}/metrics.json, weights.npz, log.npz, probes.npz, {', '.join(metrics['plots'])}")
+    if out:
+        print(f"results: {out}/metrics.json, weights.npz, log.npz, probes.npz, {', '.join(metrics['plots'])}")
+    if getattr(args, "json", False):
+        import json
+        print(json.dumps(metrics["must_show"], default=float))
     return 0

@@ -243,6 +243,65 @@ def load_zero_shot_config(path) -> Tuple[RramLsmConfig, RramLsmConfig, ZeroShotC
     return event_cfg, image_cfg, ZeroShotConfig(**z)
 
 
+def mnist_folder(config_path, data: Dict, nmnist: Path) -> Path:
+    """The MNIST images the recordings were made from: ``mnist:`` in the file (relative to
+    it), else ``mnist/`` beside the N-MNIST folder, else ``$SPIKING_DATA/mnist``."""
+    import os
+
+    from spiking.errors import DataError
+
+    candidates = []
+    if data.get("mnist"):
+        candidates.append(Path(config_path).parent / data["mnist"])
+    candidates.append(Path(nmnist).parent / "mnist")
+    if os.environ.get("SPIKING_DATA"):
+        candidates.append(Path(os.environ["SPIKING_DATA"]) / "mnist")
+    for folder in candidates:
+        if (folder / "t10k-images-idx3-ubyte.gz").exists():
+            return folder
+    raise DataError("no MNIST images for the zero-shot pairs (looked in "
+                    f"{', '.join(map(str, candidates))}); set mnist: in the file")
+
+
+def train_command(args) -> int:
+    """``spiking train configs/rram_zero_shot.yaml --out DIR [--data NMNIST]``: features of
+    both liquids, heads, retrieval on the unseen digits; writes DIR/metrics.json."""
+    import time
+
+    import yaml
+
+    from spiking.data import discover
+    from spiking.errors import DataError
+    from spiking.results import atomic_write_json
+
+    began = time.perf_counter()
+    choice = discover(getattr(args, "data", None), progress=False)
+    if choice.synthetic:
+        raise DataError("the zero-shot LSM pairs N-MNIST recordings with their MNIST images: "
+                        "it needs real N-MNIST (--data or SPIKING_DATA)")
+    print(choice.message)
+    data = yaml.safe_load(Path(args.config).read_text()) or {}
+    mnist = mnist_folder(args.config, data, choice.path)
+    ev, im, z = load_zero_shot_config(args.config)
+    r = run_zero_shot(choice.path, mnist, ev, im, z)
+    print(_summary(r, z))
+    metrics = {"kind": "rram_zero_shot", "config": str(args.config), "data": str(choice.path),
+               "mnist": str(mnist), "prototype": r.prototype, "pair": r.pair,
+               "seen_pair": r.seen_pair, "n_train_pairs": r.n_train, "n_unseen_pairs": r.n_unseen,
+               "seen": list(z.seen), "unseen": list(z.unseen), "epochs": r.history["epochs"],
+               "chance": 0.5, "time_s": time.perf_counter() - began}
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(str(Path(args.out) / "metrics.json"), metrics)
+    print(f"results: {args.out}/metrics.json")
+    return 0
+
+
+def _summary(r: ZeroShotResult, z: ZeroShotConfig) -> str:
+    return (f"trained on {r.n_train} pairs of digits {list(z.seen)}; unseen {list(z.unseen)}: "
+            f"{r.n_unseen} pairs\nunseen retrieval: prototype {100 * r.prototype:.1f}%  "
+            f"pair {100 * r.pair:.1f}% (chance 50%); seen-pair {100 * r.seen_pair:.1f}%")
+
+
 def main(argv=None) -> int:
     """``python -m networks.zero_shot [CONFIG] [--data NMNIST] [--mnist MNIST]``."""
     import argparse
@@ -256,10 +315,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     ev, im, z = load_zero_shot_config(args.config)
     r = run_zero_shot(args.data, args.mnist, ev, im, z)
-    print(f"trained on {r.n_train} pairs of digits {list(z.seen)}; unseen {list(z.unseen)}: "
-          f"{r.n_unseen} pairs")
-    print(f"unseen retrieval: prototype {100 * r.prototype:.1f}%  pair {100 * r.pair:.1f}% "
-          f"(chance 50%); seen-pair {100 * r.seen_pair:.1f}%")
+    print(_summary(r, z))
     return 0
 
 

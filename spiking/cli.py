@@ -2,6 +2,7 @@
 
     spiking validate CONFIG [--set key.path=value ...]
     spiking run CONFIG [--set ...] [--backend numba|torch] [--out DIR]
+                                (a file with a task: block runs its task)
     spiking data ...            (event data: synth, download, info)
 
 Human-readable output goes to stdout; ``metrics.json`` in ``--out`` is for
@@ -51,6 +52,9 @@ def cmd_run(args) -> int:
     from spiking.network import Network
     from spiking.results import write_run
 
+    tasks = [k for k in _sections_of(args.config) if k in RUN_TASKS]
+    if tasks:   # a file with a task block: run the task, as ``spiking train`` does
+        return _entry(TRAINERS[tasks[0]])(args)
     overrides = list(args.overrides)
     if args.duration:
         overrides.append(f"duration={args.duration}")
@@ -79,7 +83,11 @@ TRAINERS = {
     "lsm": "networks.lsm_cli:train",
     "diffusion": "networks.diffusion.cli:train_command",
     "task": "networks.reservoir_cli:train",
+    "zero_shot": "networks.zero_shot:train_command",
 }
+# Sections that ``spiking run`` runs like ``spiking train`` (a task block: the
+# network file plus its experiment; ``--out`` optional there).
+RUN_TASKS = ("task",)
 # ``spiking evaluate`` / ``spiking sample`` read ``kind`` from the model folder's model.json.
 EVALUATORS = {"lsm": "networks.lsm_cli:evaluate", "diffusion": "networks.diffusion.cli:evaluate_command"}
 SAMPLERS = {"diffusion": "networks.diffusion.cli:sample_command"}
@@ -153,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("train", help="train a model described by a file (LSM, diffusion, reservoir)")
+    p = sub.add_parser("train", help="train a model described by a file "
+                                     "(LSM, diffusion, reservoir, zero-shot)")
     _add_config_args(p)
     p.add_argument("--out", required=True, help="run folder (model, checkpoints, metrics.json, plots)")
     p.add_argument("--data", help="data folder (default: $SPIKING_DATA, the cache, then synthetic)")

@@ -15,6 +15,7 @@ from spiking.backends.base import ArrayBackend, ChunkRecord
 from spiking.build.spec import NetworkSpec
 from spiking.errors import SimulationError
 from spiking.models.sources import ARRAY_ID, EVENT_ID
+from spiking.rng import GOLDEN, mix64_host
 
 PROGRESS_AFTER_S = 2.0  # show a progress bar on runs expected to take longer
 
@@ -76,6 +77,22 @@ class RunResult:
         return out
 
 
+def epoch_key(key: np.uint64, epoch: int) -> np.uint64:
+    """The stream key of a population in noise epoch ``epoch``: the key itself
+    in epoch 0 (so a first run is what it always was), else a SplitMix64 hash
+    of (key, epoch), computed on the host once per reset."""
+    if epoch == 0:
+        return np.uint64(key)
+    with np.errstate(over="ignore"):
+        return np.uint64(mix64_host(np.uint64(key) + GOLDEN * np.uint64(epoch)))
+
+
+def set_stream_epoch(backend: ArrayBackend, epoch: int) -> None:
+    """Re-key the run-time streams of every population for ``epoch``."""
+    backend.set_stream_keys(np.array([epoch_key(p.stream_key, epoch)
+                                      for p in backend.spec.populations], np.uint64))
+
+
 class Simulator:
     """A built network on one backend. ``run`` may be called repeatedly; time goes on."""
 
@@ -86,18 +103,34 @@ class Simulator:
         self.backend = make_backend(spec, backend, instances, device, per_instance_weights,
                                     propagation)
         self.instances = self.backend.instances
+        self.epoch = 0
 
-    def reset(self, weights: bool = False) -> None:
+    def reset(self, weights: bool = False, epoch: Optional[int] = None) -> None:
+        """Initial state, step 0 (see ``ArrayBackend.reset``), and a new noise
+        epoch: the counter-based streams (noise currents, Poisson sources) are
+        keyed by the step since the reset *and* by the epoch, so the trials
+        after successive resets draw fresh noise. ``epoch`` None: the next one
+        (the simulator starts in epoch 0, reset k gives epoch k); an int: that
+        epoch (``epoch=0`` replays the first run's noise). The same seed and
+        the same calls give the same numbers, on numba and torch."""
+        if epoch is not None and int(epoch) < 0:
+            raise SimulationError(f"epoch must be >= 0, got {epoch}")
         self.backend.reset(weights=weights)
+        self.epoch = self.epoch + 1 if epoch is None else int(epoch)
+        set_stream_epoch(self.backend, self.epoch)
 
     def run(self, n_steps: Optional[int] = None, inputs: Optional[Mapping[str, np.ndarray]] = None,
             progress: Optional[bool] = None,
             signals: Optional[Mapping[str, np.ndarray]] = None) -> RunResult:
         """Advance ``n_steps`` (default: the spec's duration).
 
-        inputs: event_source name -> counts [T, n] or [T, B, n], indexed by the
-        step since the last reset. signals: signal/error modulator name ->
-        values [T], [T, B] or [T, B, n] for the steps of this run (then held).
+        inputs: event_source name -> counts [T, n] or [T, B, n]; signals:
+        signal/error modulator name -> values [T], [T, B] or [T, B, n]. Both
+        are indexed from the start of this call: row 0 is the first step this
+        run simulates, whatever ran before it (since the last reset or not).
+        Rows past ``n_steps`` are not used; an input shorter than the run is
+        silent afterwards, a signal keeps its last value. (Event data given in
+        the file and spike arrays are timed from the last reset.)
         Shows a tqdm bar when ``progress`` is True, or (None) when the run is
         expected to take longer than a few seconds.
         """
@@ -114,7 +147,7 @@ class Simulator:
         done = 0
         while done < n_steps:
             chunk = backend.chunk_steps(n_steps - done)
-            rec = backend.advance(chunk, self._external(backend.t, chunk, inputs),
+            rec = backend.advance(chunk, self._external(backend.t, chunk, inputs, run_start),
                                   self._signals(backend.t - run_start, chunk, signals))
             self._check_error(rec, backend.t - chunk)
             records.append(rec)
@@ -199,12 +232,16 @@ class Simulator:
             col, size = backend.layout.signal_cols[name]
             part = arr[t0: t0 + n]
             out[: part.shape[0], :, col:col + size] = part
+            if 0 < part.shape[0] < n:        # the array ends in this chunk: hold its last row
+                out[part.shape[0]:, :, col:col + size] = part[-1]
         if signals:
             backend.signal_held = out[-1].copy()
         return out
 
-    def _external(self, t0: int, n: int, inputs: Dict[str, np.ndarray]) -> np.ndarray:
-        """uint8 [n, Bx, n_ext] spikes of array/event sources for steps [t0, t0 + n)."""
+    def _external(self, t0: int, n: int, inputs: Dict[str, np.ndarray], run_start: int = 0) -> np.ndarray:
+        """uint8 [n, Bx, n_ext] spikes of array/event sources for steps [t0, t0 + n)
+        since the last reset; ``inputs`` rows count from ``run_start`` (the
+        run's first step), the file's events and spike arrays from the reset."""
         backend = self.backend
         per_instance = any(a.shape[1] > 1 for a in inputs.values()) or any(
             p.events is not None and p.events.ndim == 3 and p.events.shape[1] > 1
@@ -216,12 +253,12 @@ class Simulator:
                 lo, hi = np.searchsorted(p.spike_steps, [t0, t0 + n])
                 np.add.at(ext, (p.spike_steps[lo:hi] - t0, slice(None), col + p.spike_index[lo:hi]), 1)
                 continue
-            data = inputs.get(p.name)
+            data, first = inputs.get(p.name), t0 - run_start
             if data is None and p.events is not None:
-                data = p.events if p.events.ndim == 3 else p.events[:, None, :]
+                data, first = (p.events if p.events.ndim == 3 else p.events[:, None, :]), t0
             if data is None:
                 continue
-            part = data[t0: t0 + n]
+            part = data[first: first + n]
             ext[: part.shape[0], :, col: col + p.size] = part
         return ext
 

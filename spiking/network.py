@@ -41,7 +41,8 @@ class Network:
             signals: Optional[Mapping[str, np.ndarray]] = None) -> RunResult:
         """Run for ``duration`` (ms, or a string with a unit such as "10 s";
         default: the file's ``duration``). Time continues from the last run.
-        ``inputs`` feed event sources, ``signals`` signal/error modulators."""
+        ``inputs`` feed event sources, ``signals`` signal/error modulators;
+        both are indexed from the start of this run (row 0 = its first step)."""
         self.build()
         if duration is None:
             steps = self.spec.n_steps
@@ -52,10 +53,13 @@ class Network:
         result.timing["build_s"] = self.timing.get("build_s", 0.0)
         return result
 
-    def reset(self, weights: bool = False) -> None:
+    def reset(self, weights: bool = False, epoch: Optional[int] = None) -> None:
         """Back to step 0 and the initial state; ``weights=True`` also restores
-        the initial weights (learned weights are kept otherwise)."""
-        self.build().sim.backend.reset(weights=weights)
+        the initial weights (learned weights are kept otherwise). Each reset
+        starts a new noise epoch, so the next trial draws fresh noise (Poisson
+        sources, noise currents); ``epoch=k`` picks epoch k instead (0: the
+        noise of the first run). Same seed and calls: same numbers."""
+        self.build().sim.reset(weights=weights, epoch=epoch)
 
     def modulate(self, name: str, amount) -> None:
         """Add to a reward modulator (scalar or one value per instance)."""

@@ -45,9 +45,14 @@ def mix64(x):
 @njit(cache=True, nogil=True, inline="always")
 def uniform(key, step, instance, index):
     """Uniform [0, 1) double for one (step, instance, index) of stream ``key``."""
-    per_index = mix64(key + GOLDEN * (np.uint64(index) + np.uint64(1)))
+    return uniform_at(mix64(key + GOLDEN * (np.uint64(index) + np.uint64(1))), step, instance)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def uniform_at(index_key, step, instance):
+    """:func:`uniform` from the per-index part (an entry of :func:`index_keys`)."""
     counter = np.uint64(step) * np.uint64(MAX_INSTANCES) + np.uint64(instance)
-    x = mix64(per_index + GOLDEN * (counter + np.uint64(1)))
+    x = mix64(index_key + GOLDEN * (counter + np.uint64(1)))
     return np.float64(x >> np.uint64(11)) * INV_2_53
 
 
@@ -57,6 +62,19 @@ def normal(key, step, instance, index):
     u1 = 1.0 - uniform(key, step, instance, 2 * index)
     u2 = uniform(key, step, instance, 2 * index + 1)
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+@njit(cache=True, nogil=True)
+def normals(key, step, instance, out):
+    """Fill ``out`` with standard normals, two per Box-Muller draw: out[2m] and
+    out[2m + 1] are r·cos θ and r·sin θ from the uniforms at 2m and 2m + 1."""
+    n = out.shape[0]
+    for m in range((n + 1) // 2):
+        r = np.sqrt(-2.0 * np.log(1.0 - uniform(key, step, instance, 2 * m)))
+        theta = 2.0 * np.pi * uniform(key, step, instance, 2 * m + 1)
+        out[2 * m] = r * np.cos(theta)
+        if 2 * m + 1 < n:
+            out[2 * m + 1] = r * np.sin(theta)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -100,25 +118,36 @@ def torch_uniform(step: int, instances, index_keys):
     return ((x >> 11) & ((1 << 53) - 1)).double() * INV_2_53
 
 
-def index_keys(key: np.uint64, n: int) -> np.ndarray:
-    """Per-index part of :func:`uniform`, as int64 bit patterns [n]."""
-    idx = np.arange(1, n + 1, dtype=np.uint64)
+def mix64_host(x):
+    """:func:`mix64` on numpy uint64 values (wrapping arithmetic)."""
     with np.errstate(over="ignore"):
-        x = key + GOLDEN * idx
         x = (x ^ (x >> np.uint64(30))) * MIX1
         x = (x ^ (x >> np.uint64(27))) * MIX2
-        x = x ^ (x >> np.uint64(31))
-    return x.view(np.int64)
+        return x ^ (x >> np.uint64(31))
 
 
-def torch_normal(step: int, instances, index_keys_2n):
-    """Same numbers as :func:`normal`; index_keys_2n = index_keys(key, 2 n). [B, n] float64."""
+def index_keys(key: np.uint64, n: int) -> np.ndarray:
+    """Per-index part of :func:`uniform`, as int64 bit patterns [n]."""
+    with np.errstate(over="ignore"):
+        x = np.uint64(key) + GOLDEN * np.arange(1, n + 1, dtype=np.uint64)
+    return mix64_host(x).view(np.int64)
+
+
+def normal_keys(key: np.uint64, n: int) -> np.ndarray:
+    """:func:`index_keys` for :func:`torch_normals` of n values (n rounded up to even, doubled)."""
+    return index_keys(key, 2 * ((n + 1) // 2))
+
+
+def torch_normals(step: int, instances, keys, n: int):
+    """Same numbers as :func:`normals`; keys = normal_keys(key, n). [B, n] float64."""
     import math
 
     import torch
 
-    u = torch_uniform(step, instances, index_keys_2n).view(instances.shape[0], -1, 2)
-    return (-2.0 * torch.log(1.0 - u[..., 0])).sqrt() * torch.cos(2.0 * math.pi * u[..., 1])
+    u = torch_uniform(step, instances, keys).view(instances.shape[0], -1, 2)
+    r = (-2.0 * torch.log(1.0 - u[..., 0])).sqrt()
+    theta = 2.0 * math.pi * u[..., 1]
+    return torch.stack((r * torch.cos(theta), r * torch.sin(theta)), dim=-1).flatten(1)[:, :n]
 
 
 def torch_poisson(u, exp_minus_lam, lam):

@@ -122,6 +122,70 @@ projections:
         net.run(inputs={"ev": np.zeros((5, 3))}, progress=False)
 
 
+def test_inputs_and_signals_are_indexed_from_the_start_of_the_run(tmp_path):
+    """Row 0 of a run's inputs and signals is the run's first step, also when
+    the run does not start at step 0 (no reset between runs)."""
+    path = write(tmp_path, """
+dt: 1 ms
+duration: 20 ms
+modulators:
+  att: {type: signal}
+populations:
+  ev: {size: 3, model: event_source}
+  n: {size: 3, model: lif, params: {tau_m: 1e9 ms, v_rest: 0 mV, v_reset: 0 mV, v_thresh: 100 mV}}
+projections:
+  p: {pre: ev, post: n, receptor_type: v, connector: {type: one_to_one}, weight: 1 mV, delay: 1 ms}
+monitors:
+  - {type: spikes, population: ev}
+""")
+    net = spiking.load(str(path))
+    net.run("7 ms", progress=False)                      # steps 0..6, no input
+    events = np.zeros((30, 3), np.uint8)                  # longer than the run: rows 10.. unused
+    events[0, 1] = 1
+    events[3, 2] = 1
+    events[12, 0] = 1
+    res = net.run("10 ms", inputs={"ev": events}, signals={"att": [1.0, 2.0, 3.0, 4.0, 5.0]},
+                  progress=False)
+    np.testing.assert_array_equal(res.spikes["ev"]["t"], [7.0, 10.0])    # rows 0 and 3
+    np.testing.assert_array_equal(res.spikes["ev"]["i"], [1, 2])
+    held = net.backend.signal_held                         # what the next steps will read
+    assert held.shape[0] == 1 and float(held[0, 0]) == 5.0  # the signal's last row, then held
+    res = net.run("5 ms", inputs={"ev": events}, progress=False)          # again from row 0
+    np.testing.assert_array_equal(res.spikes["ev"]["t"], [17.0, 20.0])
+    np.testing.assert_allclose(net.get_state("n", "v")[0], [0, 2, 2])
+
+
+@pytest.mark.parametrize("network", ["izhikevich", "lif"])
+def test_reset_draws_fresh_noise_reproducibly(tmp_path, network):
+    """Each reset starts a new noise epoch: noise currents (Izhikevich) and
+    Poisson sources (LIF) differ between the trials after successive resets;
+    the same calls give the same spikes again, on numba and torch alike, and
+    ``epoch=0`` replays the first trial."""
+    from netfiles import IZH_NET
+
+    text = IZH_NET.replace("SCHEME", "izhikevich2003") if network == "izhikevich" else LIF_NET
+    path = str(write(tmp_path, text))
+    pop = "E"
+
+    def trials(backend):
+        net = spiking.load(path, backend=backend, device="cpu", instances=2)
+        out = [net.run("60 ms", progress=False).spikes[pop]]
+        for epoch in (None, None, 0):
+            net.reset(epoch=epoch)
+            out.append(net.run("60 ms", progress=False).spikes[pop])
+        return [np.stack([s["instance"], np.rint(s["t"] * 1000).astype(np.int64), s["i"]]) for s in out]
+
+    numba = trials("numba")
+    assert numba[0].shape[1] > 50, "the test network must be active"
+    same = lambda a, b: a.shape == b.shape and np.array_equal(a, b)
+    assert not same(numba[0], numba[1]) and not same(numba[1], numba[2]), "reset replayed the noise"
+    assert same(numba[3], numba[0]), "epoch 0 must replay the first trial"
+    again = trials("numba")
+    assert all(same(a, b) for a, b in zip(numba, again)), "same seed and calls: same spikes"
+    torch = trials("torch")
+    assert all(same(a, b) for a, b in zip(numba, torch)), "numba and torch must agree after resets"
+
+
 def test_connectors(tmp_path):
     path = write(tmp_path, """
 grids:

@@ -134,3 +134,30 @@ def test_zero_shot_epoch_selection_uses_seen_classes_only():
     r = zero_shot(ev, im, y, cfg)
     assert r.history["epochs"] in (5, 40)
     assert len(r.history["loss"]) == r.history["epochs"]
+
+
+def test_zero_shot_cli_writes_metrics(tmp_path, monkeypatch):
+    """``spiking train configs/rram_zero_shot.yaml`` reaches the zero-shot trainer, finds the
+    MNIST images beside N-MNIST and writes metrics.json (the liquids and heads replaced by a
+    stub here; the real run is benchmarks/bench_rram_lsm.py)."""
+    import json
+    from pathlib import Path
+
+    from conftest import require_data
+    from networks import zero_shot
+    from spiking.cli import main
+
+    nmnist = require_data("nmnist-small")
+    seen = {}
+
+    def stub(root, mnist_root, event_cfg, image_cfg, zcfg):
+        seen.update(root=Path(root), mnist=Path(mnist_root))
+        return zero_shot.ZeroShotResult(0.8, 0.9, 1.0, 10, 4, {"epochs": 30})
+
+    monkeypatch.setattr(zero_shot, "run_zero_shot", stub)
+    config = Path(__file__).resolve().parents[1] / "configs" / "rram_zero_shot.yaml"
+    assert main(["train", str(config), "--out", str(tmp_path / "zs"), "--data", str(nmnist)]) == 0
+    assert seen == {"root": nmnist, "mnist": nmnist.parent / "mnist"}
+    metrics = json.loads((tmp_path / "zs" / "metrics.json").read_text())
+    assert metrics["kind"] == "rram_zero_shot" and metrics["pair"] == 0.9
+    assert metrics["unseen"] == [8, 9]

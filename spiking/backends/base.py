@@ -22,16 +22,43 @@ from typing import Dict, Optional
 import numpy as np
 
 from spiking.build.spec import NetworkSpec
-from spiking.models.base import N_STATE, get_model
+from spiking.models.base import N_SLOTS, N_STATE, get_model
 from spiking.models.izhikevich import N_COEF as IZH_COEF
+from spiking.models.kernel import pop_mode
 from spiking.models.lif import N_COEF as LIF_COEF
 from spiking.models.sources import ARRAY_ID, EVENT_ID, N_SOURCE_COEF, POISSON_ID
 from spiking.plasticity.layout import M_INITIAL
-from spiking.rng import stream_key
+from spiking.rng import index_keys, stream_key
+from spiking.synapses import array_write
 
 N_COEF = max(LIF_COEF, IZH_COEF)
 RECORD_BUDGET = 1 << 22   # spike records per instance per chunk
 MAX_CHUNK = 2000          # steps per chunk (progress-bar granularity)
+
+
+def row_delays(indptr: np.ndarray, delay: np.ndarray) -> np.ndarray:
+    """Per presynaptic neuron: the delay (steps) all its synapses share, or -1
+    when they differ or it has none (the kernels' fast path needs one delay per row)."""
+    out = np.full(indptr.size - 1, -1, dtype=np.int64)
+    rows = np.nonzero(np.diff(indptr) > 0)[0]
+    if rows.size:
+        starts = indptr[rows]
+        low = np.minimum.reduceat(delay, starts)
+        high = np.maximum.reduceat(delay, starts)
+        out[rows] = np.where(low == high, low, -1)
+    return out
+
+
+def row_weights(indptr: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Per presynaptic neuron: the weight all its synapses share (float64), or NaN."""
+    out = np.full(indptr.size - 1, np.nan)
+    rows = np.nonzero(np.diff(indptr) > 0)[0]
+    if rows.size:
+        starts = indptr[rows]
+        low = np.minimum.reduceat(weight, starts)
+        high = np.maximum.reduceat(weight, starts)
+        out[rows] = np.where(low == high, low, np.nan)
+    return out
 
 
 @dataclass
@@ -98,7 +125,6 @@ class ArrayBackend:
         self.pop_model = np.array([p.model_id for p in pops], dtype=np.int64)
         self.pop_lo = np.array([p.offset for p in pops], dtype=np.int64)
         self.pop_hi = np.array([p.stop for p in pops], dtype=np.int64)
-        self.pop_key = np.array([p.stream_key for p in pops], dtype=np.uint64)
         self.ext_pops = [p for p in pops if p.model_id in (ARRAY_ID, EVENT_ID)]
         col, cols = 0, np.full(len(pops), -1, dtype=np.int64)
         self.ext_cols: Dict[str, int] = {}
@@ -119,19 +145,30 @@ class ArrayBackend:
                 src[:, p.slice] = p.source_table
         self.coef = self._array(coef)
         self.src = self._array(src)
+        self.source_keys = np.zeros(n, np.uint64)   # per-index keys of Poisson sources (numba)
+        self.set_stream_keys(np.array([p.stream_key for p in pops], dtype=np.uint64))
         c = spec.connectivity
+        slot, neuron = np.divmod(c.target.astype(np.int64), n)
+        self.pop_mode = np.array([
+            pop_mode((coef if p.coef is not None else src)[:, p.slice], [bool(np.any((slot == k) & (neuron >= p.offset)
+                                                     & (neuron < p.stop))) for k in range(N_SLOTS)])
+            for p in pops], dtype=np.int64)
         self.indptr = self._array(c.indptr, np.int64)
         self.target = self._array(c.target, np.int32)
         self.delay = self._array(c.delay, np.int16)
+        self.row_delay = self._array(row_delays(c.indptr, c.delay), np.int64)
         w = c.weight[None, :]
         if self.per_instance_weights:
             w = np.repeat(w, B, axis=0)
         self.arrays = []
         self.hw_table = np.zeros((max(len(spec.projections), 1), 3), np.float32)
+        self.hw_write_table = np.zeros((max(len(spec.projections), 1), array_write.N_WRITE))
+        self.hw_devices0 = None   # device state right after programming (plastic arrays)
         if spec.on_hardware:
-            from hardware.integration import program, read_table
+            from hardware.integration import program, read_table, write_state
             self.arrays = program(spec, w, B)
             self.hw_table = read_table(spec, self.arrays)
+            self.hw_write_table, self.hw_devices0 = write_state(spec, self.arrays, B)
         self.hw_key = np.uint64(stream_key(spec.seed, "hardware", "read"))
         self.syn_projection = self._array(c.projection, np.int16)
         self.initial_weight = w
@@ -155,6 +192,14 @@ class ArrayBackend:
         self.scratch_idx = self._zeros((B, max(n, 1)), np.int32)
         self.scratch_cnt = self._zeros((B, max(n, 1)), np.int32)
 
+    def set_stream_keys(self, keys: np.ndarray) -> None:
+        """Key each population's run-time random stream (uint64 [populations]);
+        the engine re-keys them for every noise epoch."""
+        self.pop_key = np.asarray(keys, np.uint64)
+        for p, key in zip(self.spec.populations, self.pop_key):
+            if p.model_id == POISSON_ID:
+                self.source_keys[p.slice] = index_keys(key, p.size).view(np.uint64)
+
     def reset(self, weights: bool = False) -> None:
         """Initial state, empty ring buffer, step 0, spike counts zeroed; learning
         traces, eligibilities and modulators back to their start. With
@@ -169,6 +214,8 @@ class ArrayBackend:
         self.t = 0
         if weights:
             self.weight = self._array(self.initial_weight.copy(), np.float32)
+            self._reset_devices()
+        self.hw_writes_at_reset = np.array(self.to_numpy(self.hw_write["writes"]))
         L = self.layout
         K, M = max(L.n_rules, 1), max(len(L.mod_names), 1)
         mod_state, mod_aux = modulators.initial_state(L, B)
@@ -238,9 +285,13 @@ class ArrayBackend:
         return np.array(self.to_numpy(self.weight))[:, idx]
 
     def set_weights(self, projection: str, values) -> None:
+        """Set a projection's weights; on a plastic hardware projection they are written
+        into its devices as learning writes them (noise, levels, counts, endurance)."""
         idx = self.synapse_index(projection)
         w = np.array(self.to_numpy(self.weight))
         w[:, idx] = np.broadcast_to(np.asarray(values, dtype=np.float32), (w.shape[0], idx.size))
+        if self.hw_write_table[self.spec.projection(projection).index, array_write.ON]:
+            return self._write_devices(idx, w[:, idx])
         self.weight = self._array(w)
 
     # -- learning -------------------------------------------------------------------------
@@ -269,13 +320,59 @@ class ArrayBackend:
         values = np.array(self.to_numpy(self.learning["mod_state"]))[:, col:col + size]
         return values[:, 0] if size == 1 else values
 
+    # -- hardware -------------------------------------------------------------------------
+    def _reset_devices(self) -> None:
+        """Devices of plastic hardware projections back to their first programming
+        (see spiking.synapses.array_write)."""
+        plastic = bool(self.hw_write_table[:, array_write.ON].any())
+        state = self.hw_devices0 if plastic else {
+            "g": np.zeros((1, 1, 2)), "level": np.zeros((1, 1, 2)),
+            "writes": np.zeros((1, 1, 2), np.int32), "frozen": np.zeros((1, 1, 2), np.uint8)}
+        self.hw_write = {"learn": plastic, "proj": self.syn_projection,
+                         "table": self._array(self.hw_write_table),
+                         "key": np.uint64(stream_key(self.spec.seed, "hardware", "write"))}
+        self.hw_write.update({name: self._array(values.copy()) for name, values in state.items()})
+
+    def _write_devices(self, synapses: np.ndarray, values: np.ndarray) -> None:
+        """Write weights [B, n] into the devices of ``synapses`` (array_write.write_torch on
+        the backend's arrays; numpy arrays are shared with torch, not copied)."""
+        import torch
+
+        def tensor(x):
+            return torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+
+        hw = {name: tensor(v) for name, v in self.hw_write.items()}
+        device = hw["g"].device
+        b = torch.arange(self.instances, device=device).repeat_interleave(len(synapses))
+        syn = torch.as_tensor(synapses, device=device).repeat(self.instances)
+        array_write.write_torch(tensor(self.weight), hw, b, b, syn,
+                                torch.as_tensor(values.reshape(-1), device=device))
+
+    def hardware_writes(self) -> tuple:
+        """The numba kernel's re-programming arguments, in array_write.FIELDS order."""
+        return tuple(self.hw_write[name] for name in array_write.FIELDS)
+
+    def device_writes(self, projection: str) -> np.ndarray:
+        """int32 [B, n_synapses, 2] writes of each device (G⁺, G⁻) of a plastic hardware
+        projection since manufacture (the first programming counts one)."""
+        if not self.hw_write["learn"]:
+            raise ValueError("no plastic projection on hardware arrays")
+        writes = np.array(self.to_numpy(self.hw_write["writes"]))
+        return writes[:, self.synapse_index(projection)]
+
     def hardware_report(self) -> dict:
-        """Row reads, synaptic events, energy and latency per hardware projection
-        since the last reset (see hardware.integration.energy_report)."""
+        """Row reads, synaptic events, device writes, energy and latency per hardware
+        projection since the last reset (see hardware.integration.energy_report)."""
         if not self.arrays:
             return {}
-        from hardware.integration import energy_report
-        return energy_report(self.spec, self.arrays, self.get_spike_counts())
+        from hardware.integration import energy_report, plastic_arrays
+        writes = {}
+        if self.hw_write["learn"]:
+            now = np.array(self.to_numpy(self.hw_write["writes"]))
+            for a in plastic_arrays(self.spec, self.arrays):
+                writes[a.name] = ((now - self.hw_writes_at_reset)[:, a.synapses],
+                                  now[:, a.synapses])
+        return energy_report(self.spec, self.arrays, self.get_spike_counts(), writes)
 
     def clip_counts(self) -> dict:
         """Weight clips per plastic projection since the last reset (all instances)."""

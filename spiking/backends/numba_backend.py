@@ -12,37 +12,98 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from spiking.backends.base import ArrayBackend
+from spiking.backends.base import ArrayBackend, row_weights
 from spiking.models import izhikevich, lif
+from spiking.models.kernel import UNIFORM
 from spiking.models.sources import EXP_MINUS_LAM, LAM, POISSON_ID, START_STEP, STOP_STEP
 from spiking.plasticity import modulators, stdp, three_factor
 from spiking.plasticity.layout import (A_MINUS, A_PLUS, AM_MOD, AM_SCALE, AP_MOD, AP_SCALE,
                                        LR_DECAY, M_COL)
-from spiking.rng import poisson_from_uniform, uniform
+from spiking.rng import poisson_from_uniform, uniform_at
 from spiking.synapses import array_read
 
 LIF_ID, IZH_ID = lif.INFO.model_id, izhikevich.INFO.model_id
 # Below this much work per chunk (instance-steps x (neurons + synapses / 10)),
 # starting threads costs more than it saves.
 PARALLEL_WORK = 2_000_000
+POISSON_TABLE = 32   # entries of the per-step Poisson CDF table of a uniform-rate source
 
 
 @njit(cache=True, nogil=True)
-def _sources(model, lo, hi, b, bx, t, tt, col, key, src, ext, spikes, counts, n_spikes):
+def _sources(model, lo, hi, b, bx, t, tt, col, mode, src, keys, ext, spikes, counts, n_spikes):
     """Emit the spikes of source neurons [lo, hi) for step t."""
+    if model != POISSON_ID:
+        return _external(ext[tt, bx, col:col + hi - lo], lo, spikes, counts, n_spikes)
+    uniform_rate = mode & UNIFORM
+    if uniform_rate and not (src[START_STEP, lo] <= t < src[STOP_STEP, lo] and src[LAM, lo] > 0):
+        return n_spikes
+    cdf = _poisson_cdf(src[LAM, lo], src[EXP_MINUS_LAM, lo]) if uniform_rate else np.empty(0)
     for j in range(lo, hi):
-        c = 0
-        if model == POISSON_ID:
-            if src[START_STEP, j] <= t < src[STOP_STEP, j] and src[LAM, j] > 0:
-                u = uniform(key, t, b, j - lo)
+        if uniform_rate or (src[START_STEP, j] <= t < src[STOP_STEP, j] and src[LAM, j] > 0):
+            u = uniform_at(keys[j], t, b)
+            c = 0
+            for k in range(cdf.shape[0]):  # cdf ascends: the entries below u are a prefix
+                c += u > cdf[k]
+            if c == cdf.shape[0]:  # beyond the table, or no table: the sampler itself
                 c = poisson_from_uniform(u, src[EXP_MINUS_LAM, j], src[LAM, j])
-        else:
-            c = ext[tt, bx, col + j - lo]
-        if c > 0:
-            spikes[n_spikes] = j
-            counts[n_spikes] = c
+            if c > 0:
+                spikes[n_spikes] = j
+                counts[n_spikes] = c
+                n_spikes += 1
+    return n_spikes
+
+
+@njit(cache=True, nogil=True)
+def _poisson_cdf(lam, exp_minus_lam):
+    """The partial sums that :func:`spiking.rng.poisson_from_uniform` compares u
+    with, by the same operations (so the counts are the same): P(X <= k), k < 32."""
+    cdf = np.empty(POISSON_TABLE)
+    p = exp_minus_lam
+    s = p
+    cdf[0] = s
+    for k in range(1, POISSON_TABLE):
+        p = p * lam / k
+        s += p
+        cdf[k] = s
+    return cdf
+
+
+@njit(cache=True, nogil=True)
+def _external(row, lo, spikes, counts, n_spikes):
+    """Spikes of an array/event source from its uint8 input row: mostly zeros, so
+    eight entries at a time are skipped when their 64-bit word is zero."""
+    n = row.shape[0]
+    n_words = n // 8
+    words = row[:8 * n_words].view(np.uint64)
+    for w in range(n_words):
+        if words[w] != 0:
+            for j in range(8 * w, 8 * w + 8):
+                if row[j] > 0:
+                    spikes[n_spikes] = lo + j
+                    counts[n_spikes] = row[j]
+                    n_spikes += 1
+    for j in range(8 * n_words, n):
+        if row[j] > 0:
+            spikes[n_spikes] = lo + j
+            counts[n_spikes] = row[j]
             n_spikes += 1
     return n_spikes
+
+
+@njit(cache=True, nogil=True)
+def _scatter(ring_slot, target, weight, lo, hi, count):
+    """Deliver synapses [lo, hi) of one spiking neuron (``count`` spikes) into
+    one slot of the ring buffer: the fast path for rows with a single delay."""
+    for k in range(lo, hi):
+        ring_slot[target[k]] += weight[k] * count
+
+
+@njit(cache=True, nogil=True)
+def _add(ring_slot, target, lo, hi, value):
+    """:func:`_scatter` for a row whose synapses all have one weight (value =
+    weight × count): the weights need not be read."""
+    for k in range(lo, hi):
+        ring_slot[target[k]] += value
 
 
 @njit(cache=True, nogil=True)
@@ -60,14 +121,16 @@ def _amplitudes(b, rule_f, rule_i, mod_state, mod_i, lr, amp):
 
 
 @njit(cache=True, nogil=True)
-def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_key,
-              state, coef, src, ext, ring, indptr, target, delay, weight,
+def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_key, pop_mode,
+              state, coef, src, source_keys, ext, ring, indptr, target, delay, row_delay,
+              row_weight, weight,
               record_flag, rec_t, rec_i, rec_n, spike_counts, pop_counts,
               mon_neuron, mon_row, mon_every, mon_out, error, scratch_idx, scratch_cnt,
               learn, rule_f, rule_i, syn_rule, csc_ptr, csc_syn, csc_pre, plastic_syn,
               plastic_pre, plastic_post, traces, trace_decay, elig, lr, clips, amp,
               mod_state, mod_aux, mod_i, mod_f, astro_sign, astro_drive, signal_in,
-              syn_proj, hw_table, hw_key, hw_any):
+              syn_proj, hw_table, hw_key, hw_any, hw_learn, hw_wtable, hw_wkey, hw_g, hw_level,
+              hw_writes, hw_frozen):
     """Advance instance b by ``n_steps`` steps starting at step ``t0``.
 
     error[b] = (step, population) of the first NaN/Inf, else (-1, -1).
@@ -84,7 +147,9 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_key,
     sb = np.int64(b) if per_instance_signal else np.int64(0)
     spikes = scratch_idx[b]
     counts = scratch_cnt[b]
+    fired = np.empty(n_total, np.uint8)
     drive = astro_drive[b]
+    hw = (hw_learn, syn_proj, hw_wtable, hw_wkey, hw_g, hw_level, hw_writes, hw_frozen)
     for tt in range(n_steps):
         t = t0 + tt
         slot = t % depth
@@ -99,14 +164,15 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_key,
             model = pop_model[p]
             if model == LIF_ID:
                 n_spikes = lif.step_numba(state, coef, ring, slot, b, pop_lo[p], pop_hi[p],
-                                          n_total, spikes, n_spikes, t, pop_key[p])
+                                          n_total, spikes, n_spikes, t, pop_key[p], pop_mode[p],
+                                          fired)
             elif model == IZH_ID:
                 n_spikes = izhikevich.step_numba(state, coef, ring, slot, b, pop_lo[p],
                                                  pop_hi[p], n_total, spikes, n_spikes, t,
-                                                 pop_key[p])
+                                                 pop_key[p], pop_mode[p], fired)
             else:
                 n_spikes = _sources(model, pop_lo[p], pop_hi[p], b, bx, t, tt, pop_col[p],
-                                    pop_key[p], src, ext, spikes, counts, n_spikes)
+                                    pop_mode[p], src, source_keys, ext, spikes, counts, n_spikes)
             if n_spikes < 0:
                 error[b, 0] = t
                 error[b, 1] = p
@@ -133,29 +199,36 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_key,
                 rec_t[b, n] = t
                 rec_i[b, n] = j
                 rec_n[b] = n + 1
-            for k in range(indptr[j], indptr[j + 1]):
-                arrive = slot + delay[k]
-                if arrive >= depth:
-                    arrive -= depth
-                w = weight[wb, k]
-                if hw_any:
-                    w = array_read.read(w, hw_table, syn_proj[k], hw_key, t, b, k)
-                ring[arrive, b, target[k]] += w * c
-                if learn and syn_rule[k] >= 0:
-                    stdp.on_pre(weight, wb, elig, b, k, syn_rule[k], target[k] % n_total,
-                                rule_f, rule_i, traces, amp[b, :, 1], clips)
+            lo, hi = indptr[j], indptr[j + 1]
+            if row_delay[j] >= 0 and not hw_any:
+                arrive = slot + row_delay[j]
+                ring_slot = ring[arrive - depth if arrive >= depth else arrive, b]
+                if row_weight[j] == row_weight[j]:  # one weight for the row (not NaN)
+                    _add(ring_slot, target, lo, hi, row_weight[j] * c)
+                else:
+                    _scatter(ring_slot, target, weight[wb], lo, hi, c)
+            else:
+                for k in range(lo, hi):
+                    arrive = slot + delay[k]
+                    if arrive >= depth:
+                        arrive -= depth
+                    w = weight[wb, k]
+                    if hw_any:
+                        w = array_read.read(w, hw_table, syn_proj[k], hw_key, t, b, k)
+                    ring[arrive, b, target[k]] += w * c
+            if learn:
+                stdp.pre_spike(weight, wb, elig, b, lo, hi, target, n_total, syn_rule, rule_f,
+                               rule_i, traces, amp[b, :, 1], clips, hw)
         if learn:
             for s in range(n_spikes):
-                j = spikes[s]
-                for q in range(csc_ptr[j], csc_ptr[j + 1]):
-                    syn = csc_syn[q]
-                    stdp.on_post(weight, wb, elig, b, syn, syn_rule[syn], csc_pre[q],
-                                 rule_f, rule_i, traces, amp[b, :, 0], clips)
+                stdp.post_spike(weight, wb, elig, b, spikes[s], csc_ptr, csc_syn, csc_pre,
+                                syn_rule, rule_f, rule_i, traces, amp[b, :, 0], clips, hw)
             for s in range(n_spikes):
                 stdp.bump_traces(traces, b, spikes[s], rule_f, rule_i)
                 modulators.on_spike(b, spikes[s], counts[s], mod_i, astro_sign, drive, traces)
             three_factor.apply(weight, wb, elig, b, rule_f, rule_i, plastic_syn, plastic_pre,
-                               plastic_post, traces, mod_state, mod_i, lr, clips)
+                               plastic_post, traces, mod_state, mod_i, lr, clips, hw_learn,
+                               syn_proj, hw_wtable, hw_wkey, hw_g, hw_level, hw_writes, hw_frozen)
             modulators.end_step(b, mod_state, mod_aux, mod_i, mod_f, drive)
             for k in range(rule_i.shape[0]):
                 lr[b, k] = lr[b, k] * rule_f[k, LR_DECAY]
@@ -183,6 +256,7 @@ class NumbaBackend(ArrayBackend):
     """Runs on the CPU with numpy arrays; the default backend."""
 
     name = "numba"
+    _row_weight_key = False   # the weight array _row_weight was computed for
 
     def _array(self, x, dtype=None):
         return np.ascontiguousarray(x if dtype is None else np.asarray(x, dtype=dtype))
@@ -193,13 +267,27 @@ class NumbaBackend(ArrayBackend):
     def to_numpy(self, x):
         return x
 
+    def _row_weights(self) -> np.ndarray:
+        """Per presynaptic neuron, the weight all its synapses share (float64), else NaN;
+        all NaN when weights change during runs (learning, per-instance weights,
+        resistive arrays). Cached for the current weight array, which reset and
+        set_weights replace rather than modify."""
+        shared = not (self.learns or self.arrays or self.weight.shape[0] > 1)
+        key = self.weight if shared else None
+        if self._row_weight_key is not key:
+            self._row_weight = (row_weights(self.indptr, self.weight[0]) if shared
+                                else np.full(self.spec.n_total, np.nan))
+            self._row_weight_key = key
+        return self._row_weight
+
     def _run_chunk(self, t0, n_steps, ext, signals, rec):
         L, P = self.layout, self.learning
         work = n_steps * self.instances * (self.spec.n_total + self.spec.connectivity.nnz // 10)
         parallel = self.instances > 1 and work > PARALLEL_WORK
         args = (t0, n_steps, self.pop_model, self.pop_lo, self.pop_hi, self.pop_col,
-                self.pop_key, self.state, self.coef, self.src, ext, self.ring,
-                self.indptr, self.target, self.delay, self.weight,
+                self.pop_key, self.pop_mode, self.state, self.coef, self.src, self.source_keys,
+                ext, self.ring,
+                self.indptr, self.target, self.delay, self.row_delay, self._row_weights(), self.weight,
                 self.record_flag, rec.spike_t, rec.spike_i, rec.spike_n, self.spike_counts,
                 rec.pop_counts, self.mon_neuron, self.mon_row, self.mon_every, rec.state,
                 rec.error, self.scratch_idx, self.scratch_cnt,
@@ -207,5 +295,6 @@ class NumbaBackend(ArrayBackend):
                 L.plastic_syn, L.plastic_pre, L.plastic_post, P["traces"], P["trace_decay"],
                 P["elig"], P["lr"], P["clips"], P["amp"], P["mod_state"], P["mod_aux"],
                 L.mod_i, L.mod_f, L.astro_sign, P["astro_drive"], signals,
-                self.syn_projection, self.hw_table, self.hw_key, bool(self.arrays))
+                self.syn_projection, self.hw_table, self.hw_key, bool(self.arrays),
+                *self.hardware_writes())
         (run_parallel if parallel else run_serial)(self.instances, args)

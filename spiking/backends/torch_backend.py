@@ -17,7 +17,7 @@ from spiking.backends.base import ArrayBackend, ChunkRecord, bytes_per_instance
 from spiking.errors import SimulationError
 from spiking.models import get_model
 from spiking.models.sources import EXP_MINUS_LAM, LAM, POISSON_ID, START_STEP, STOP_STEP
-from spiking.rng import index_keys, torch_normal, torch_poisson, torch_uniform
+from spiking.rng import index_keys, normal_keys, torch_normals, torch_poisson, torch_uniform
 from spiking.synapses.array_read import read_torch
 
 _DTYPES = {np.float32: torch.float32, np.float64: torch.float64, np.int64: torch.int64,
@@ -139,6 +139,16 @@ class TorchBackend(ArrayBackend):
         return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
     # -- per-population step plans ----------------------------------------------------------
+    def set_stream_keys(self, keys: np.ndarray) -> None:
+        super().set_stream_keys(keys)
+        for plan in getattr(self, "plans", ()):
+            size = plan["hi"] - plan["lo"]
+            key = self.pop_key[plan["index"]]
+            if plan.get("noise_keys") is not None:
+                plan["noise_keys"] = self._array(normal_keys(key, size))
+            if plan.get("keys") is not None:
+                plan["keys"] = self._array(index_keys(key, size))
+
     def _prepare_steps(self) -> None:
         dev = self.torch_device
         self.plans = []
@@ -147,7 +157,7 @@ class TorchBackend(ArrayBackend):
             if p.kind == "neuron":
                 plan["step"] = _step_function(p.model)
                 noisy = "i_noise" in p.params and bool((p.params["i_noise"] > 0).any())
-                plan["noise_keys"] = (torch.from_numpy(index_keys(np.uint64(p.stream_key), 2 * p.size)).to(dev)
+                plan["noise_keys"] = (self._array(normal_keys(self.pop_key[k], p.size))
                                       if noisy else None)
             elif p.model_id == POISSON_ID:
                 src = self.src[:, p.offset:p.stop]
@@ -155,7 +165,7 @@ class TorchBackend(ArrayBackend):
                 plan["exp_minus_lam"] = src[EXP_MINUS_LAM]
                 plan["start"] = src[START_STEP]
                 plan["stop"] = src[STOP_STEP]
-                plan["keys"] = torch.from_numpy(index_keys(np.uint64(p.stream_key), p.size)).to(dev)
+                plan["keys"] = self._array(index_keys(self.pop_key[k], p.size))
             else:
                 plan["col"] = self.ext_cols[p.name]
             self.plans.append(plan)
@@ -196,8 +206,8 @@ class TorchBackend(ArrayBackend):
                 if "step" in plan:
                     noise = None
                     if plan["noise_keys"] is not None:
-                        noise = (lambda keys=plan["noise_keys"], t=t:
-                                 torch_normal(t, self.instance_ids, keys))
+                        noise = (lambda keys=plan["noise_keys"], t=t, n=hi - lo:
+                                 torch_normals(t, self.instance_ids, keys, n))
                     spiked = plan["step"](self.state[:, :, lo:hi], self.coef[:, lo:hi],
                                           delivered[:, 0, lo:hi], delivered[:, 1, lo:hi],
                                           delivered[:, 2, lo:hi], plan["pop"].options, noise)

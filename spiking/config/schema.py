@@ -626,9 +626,6 @@ class ProjectionConfig(Section):
             check_tag(data.get("connector"), CONNECTORS, "connector")
         if data.get("hardware") is not None:
             data["hardware"] = _crossbar_config(data["hardware"])
-            if data.get("plasticity") is not None:
-                raise FieldError("plastic projections on hardware arrays are not supported yet "
-                                 "(re-programming on learning)", "hardware")
         population(context, data, "pre")
         post = population(context, data, "post")
         if post is None:

@@ -26,7 +26,8 @@ import numpy as np
 from numba import njit
 
 from spiking.models.base import N_STATE, ModelInfo, Param, StateVar, f32, register_model
-from spiking.rng import normal
+from spiking.models.kernel import RECEIVES, UNIFORM, at, collect, first_nonfinite, take_input
+from spiking.rng import normals
 
 A, B, C, D, V_PEAK, I_OFFSET, P_EE, P_II, DT, SCHEME, NOISE = range(11)
 N_COEF = 11
@@ -103,41 +104,74 @@ def _dvdt(v, u, i):
 
 
 @njit(cache=True, nogil=True)
-def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t, key):
-    """Advance neurons [lo, hi) of instance b by one step (see lif.step_numba)."""
-    for j in range(lo, hi):
-        i_e = state[I_E, b, j] + np.float32(ring[slot, b, j])
-        i_i = state[I_I, b, j] + np.float32(ring[slot, b, n_total + j])
-        v = state[V, b, j] + np.float32(ring[slot, b, 2 * n_total + j])
-        ring[slot, b, j] = 0.0
-        ring[slot, b, n_total + j] = 0.0
-        ring[slot, b, 2 * n_total + j] = 0.0
-        u = state[U, b, j]
-        dt = coef[DT, j]
-        current = coef[I_OFFSET, j] + i_e + i_i
-        if coef[NOISE, j] > 0:
-            current = current + coef[NOISE, j] * np.float32(normal(key, t, b, j - lo))
-        if coef[SCHEME, j] > 0:
+def _integrate(v_row, u_row, ie_row, ii_row, in_e, in_i, in_v, fired, mode, z, dt,
+               half_steps, a, b_, c, d, v_peak, i_offset, p_ee, p_ii, noise):
+    """Pass 1 over one population (1-D rows); coefficients are scalars or rows
+    (see :func:`spiking.models.kernel.at`); z: this step's standard normals, or an
+    empty row when no neuron is noisy. Returns True if v or u is not finite."""
+    use_e, use_i, use_v = mode & RECEIVES[0], mode & RECEIVES[1], mode & RECEIVES[2]
+    bad = False
+    for j in range(v_row.shape[0]):
+        i_e = ie_row[j] + take_input(in_e, j, use_e)
+        i_i = ii_row[j] + take_input(in_i, j, use_i)
+        v = v_row[j] + take_input(in_v, j, use_v)
+        u = u_row[j]
+        current = at(i_offset, j) + i_e + i_i
+        if at(noise, j) > 0:
+            current = current + at(noise, j) * np.float32(z[j])
+        if half_steps:
             h = dt * HALF
             v = v + h * _dvdt(v, u, current)
             v = v + h * _dvdt(v, u, current)
-            u = u + dt * (coef[A, j] * (coef[B, j] * v - u))
+            u = u + dt * (at(a, j) * (at(b_, j) * v - u))
         else:
             v_old = v
             v = v + dt * _dvdt(v, u, current)
-            u = u + dt * (coef[A, j] * (coef[B, j] * v_old - u))
-        if v >= coef[V_PEAK, j]:
-            v = coef[C, j]
-            u = u + coef[D, j]
-            spikes[n_spikes] = j
-            n_spikes += 1
-        elif not (abs(v) < np.inf and abs(u) < np.inf):
-            return -1 - j
-        state[V, b, j] = v
-        state[U, b, j] = u
-        state[I_E, b, j] = i_e * coef[P_EE, j]
-        state[I_I, b, j] = i_i * coef[P_II, j]
-    return n_spikes
+            u = u + dt * (at(a, j) * (at(b_, j) * v_old - u))
+        spiked = v >= at(v_peak, j)
+        v = at(c, j) if spiked else v
+        u = u + at(d, j) if spiked else u
+        v_row[j] = v
+        u_row[j] = u
+        ie_row[j] = i_e * at(p_ee, j)
+        ii_row[j] = i_i * at(p_ii, j)
+        fired[j] = spiked
+        bad |= not (abs(v) < np.inf and abs(u) < np.inf)
+    return bad
+
+
+@njit(cache=True, nogil=True)
+def _noise(i_noise, key, t, b):
+    """This step's standard normals for the population (float64 [n]), or an
+    empty row when i_noise is 0 everywhere."""
+    if i_noise.max() <= 0:
+        return np.empty(0, np.float64)
+    z = np.empty(i_noise.shape[0], np.float64)
+    normals(key, t, b, z)
+    return z
+
+
+@njit(cache=True, nogil=True)
+def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t, key, mode,
+               fired):
+    """Advance neurons [lo, hi) of instance b by one step (see lif.step_numba)."""
+    n = hi - lo
+    rows = (state[V, b, lo:hi], state[U, b, lo:hi], state[I_E, b, lo:hi], state[I_I, b, lo:hi],
+            ring[slot, b, lo:hi], ring[slot, b, n_total + lo:n_total + hi],
+            ring[slot, b, 2 * n_total + lo:2 * n_total + hi], fired[:n], mode,
+            _noise(coef[NOISE, lo:hi], key, t, b), coef[DT, lo], coef[SCHEME, lo] > 0)
+    if mode & UNIFORM:
+        bad = _integrate(*rows, coef[A, lo], coef[B, lo], coef[C, lo], coef[D, lo],
+                         coef[V_PEAK, lo], coef[I_OFFSET, lo], coef[P_EE, lo], coef[P_II, lo],
+                         coef[NOISE, lo])
+    else:
+        bad = _integrate(*rows, coef[A, lo:hi], coef[B, lo:hi], coef[C, lo:hi], coef[D, lo:hi],
+                         coef[V_PEAK, lo:hi], coef[I_OFFSET, lo:hi], coef[P_EE, lo:hi],
+                         coef[P_II, lo:hi], coef[NOISE, lo:hi])
+    if bad:
+        nan_v = first_nonfinite(state[V, b, lo:hi], lo, n)
+        return nan_v if nan_v < 0 else first_nonfinite(state[U, b, lo:hi], lo, n)
+    return collect(fired, lo, n, spikes, n_spikes)
 
 
 def _dvdt_torch(v, u, i):

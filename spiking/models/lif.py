@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from spiking.models.base import N_STATE, ModelInfo, Param, StateVar, f32, register_model
+from spiking.models.kernel import RECEIVES, UNIFORM, at, collect, first_nonfinite, take_input
 
 # Coefficient rows (per neuron, float32).
 P_VV, C_V, P_VE, P_VI, P_EE, P_II, V_THRESH, V_RESET, REF_STEPS, CLAMP = range(10)
@@ -102,40 +103,61 @@ INFO = register_model(ModelInfo(
 
 
 @njit(cache=True, nogil=True)
-def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t, key):
+def _integrate(v_row, ie_row, ii_row, ref_row, in_e, in_i, in_v, fired, mode,
+               p_vv, c_v, p_ve, p_vi, p_ee, p_ii, v_thresh, v_reset, ref_steps, clamp):
+    """Pass 1 over one population (1-D rows); coefficients are scalars or rows
+    (see :func:`spiking.models.kernel.at`). Returns True if a v is not finite."""
+    use_e, use_i, use_v = mode & RECEIVES[0], mode & RECEIVES[1], mode & RECEIVES[2]
+    bad = False
+    for j in range(v_row.shape[0]):
+        i_e = ie_row[j] + take_input(in_e, j, use_e)
+        i_i = ii_row[j] + take_input(in_i, j, use_i)
+        v_old = v_row[j]
+        v = v_old + take_input(in_v, j, use_v)
+        ref = ref_row[j]
+        refractory = ref > 0
+        integrated = v * at(p_vv, j) + at(c_v, j) + i_e * at(p_ve, j) + i_i * at(p_vi, j)
+        # held while refractory: jumps arriving now are dropped, as in NEST and Brian2
+        v = v_old if refractory and clamp else integrated
+        spiked = v >= at(v_thresh, j) and not refractory
+        v = at(v_reset, j) if spiked else v
+        ref_row[j] = at(ref_steps, j) if spiked else (ref - 1 if refractory else ref)
+        v_row[j] = v
+        ie_row[j] = i_e * at(p_ee, j)
+        ii_row[j] = i_i * at(p_ii, j)
+        fired[j] = spiked
+        bad |= not abs(v) < np.inf
+    return bad
+
+
+@njit(cache=True, nogil=True)
+def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t, key, mode,
+               fired):
     """Advance neurons [lo, hi) of instance b by one step.
 
     Reads and clears this step's ring-buffer slot, appends spiking neuron
     indices to ``spikes`` and returns the new count, or -1 - j if neuron j
-    became NaN or infinite.
+    became NaN or infinite. mode: the population's mode word
+    (:mod:`spiking.models.kernel`); fired: uint8 scratch of at least hi - lo.
     """
-    for j in range(lo, hi):
-        i_e = state[I_E, b, j] + np.float32(ring[slot, b, j])
-        i_i = state[I_I, b, j] + np.float32(ring[slot, b, n_total + j])
-        v = state[V, b, j] + np.float32(ring[slot, b, 2 * n_total + j])
-        ring[slot, b, j] = 0.0
-        ring[slot, b, n_total + j] = 0.0
-        ring[slot, b, 2 * n_total + j] = 0.0
-        refractory = state[REF_LEFT, b, j] > 0
-        if refractory:
-            state[REF_LEFT, b, j] -= 1
-        if refractory and coef[CLAMP, j] > 0:
-            v = state[V, b, j]  # held: jumps arriving now are dropped, as in NEST and Brian2
-        else:
-            v = v * coef[P_VV, j] + coef[C_V, j] + i_e * coef[P_VE, j] + i_i * coef[P_VI, j]
-        i_e = i_e * coef[P_EE, j]
-        i_i = i_i * coef[P_II, j]
-        if v >= coef[V_THRESH, j] and not refractory:
-            v = coef[V_RESET, j]
-            state[REF_LEFT, b, j] = coef[REF_STEPS, j]
-            spikes[n_spikes] = j
-            n_spikes += 1
-        elif not (abs(v) < np.inf):
-            return -1 - j
-        state[V, b, j] = v
-        state[I_E, b, j] = i_e
-        state[I_I, b, j] = i_i
-    return n_spikes
+    n = hi - lo
+    rows = (state[V, b, lo:hi], state[I_E, b, lo:hi], state[I_I, b, lo:hi],
+            state[REF_LEFT, b, lo:hi], ring[slot, b, lo:hi],
+            ring[slot, b, n_total + lo:n_total + hi],
+            ring[slot, b, 2 * n_total + lo:2 * n_total + hi], fired[:n], mode)
+    clamp = coef[CLAMP, lo] > 0
+    if mode & UNIFORM:
+        bad = _integrate(*rows, coef[P_VV, lo], coef[C_V, lo], coef[P_VE, lo], coef[P_VI, lo],
+                         coef[P_EE, lo], coef[P_II, lo], coef[V_THRESH, lo], coef[V_RESET, lo],
+                         coef[REF_STEPS, lo], clamp)
+    else:
+        bad = _integrate(*rows, coef[P_VV, lo:hi], coef[C_V, lo:hi], coef[P_VE, lo:hi],
+                         coef[P_VI, lo:hi], coef[P_EE, lo:hi], coef[P_II, lo:hi],
+                         coef[V_THRESH, lo:hi], coef[V_RESET, lo:hi], coef[REF_STEPS, lo:hi],
+                         clamp)
+    if bad:
+        return first_nonfinite(state[V, b, lo:hi], lo, n)
+    return collect(fired, lo, n, spikes, n_spikes)
 
 
 def step_torch(state, coef, syn_e, syn_i, syn_v, options, noise):

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from spiking.plasticity import modulators, stdp, three_factor
+from spiking.synapses.array_write import store_torch
 from spiking.plasticity.layout import (A_MINUS, A_PLUS, AM_MOD, AM_SCALE, AP_MOD, AP_SCALE,
                                        ASTROCYTE, ERROR, KIND, LR_DECAY, M_COL, M_DECAY, M_KIND,
                                        M_POP_LO, M_SIGNAL_COL, M_SIZE, M_TRACE_OFF, REWARD,
@@ -112,12 +113,23 @@ class TorchLearner:
         weight_rows = active & to_weight
         if bool(weight_rows.any()):
             new = self.clip_pairs(w[weight_rows] + dw[weight_rows], b_rep[weight_rows], k[weight_rows])
-            self.weight[wb[weight_rows], syn[weight_rows]] = new
+            store_torch(self.weight, self.backend.hw_write, b_rep[weight_rows], wb[weight_rows],
+                        syn[weight_rows], new)
         elig_rows = active & ~to_weight
         if bool(elig_rows.any()):
             e = self.elig[b_rep[elig_rows], syn[elig_rows]]
             delta = torch.where(stdp_like[elig_rows], dw[elig_rows], d_abs[elig_rows])
             self.elig[b_rep[elig_rows], syn[elig_rows]] = e + delta
+
+    def store_rows(self, syn, values, active) -> None:
+        """Set the [B, n] weights of synapses ``syn`` where ``active`` (three-factor rules),
+        through the devices on a plastic hardware projection."""
+        if self.backend.hw_write["learn"]:
+            b, j = torch.nonzero(active, as_tuple=True)
+            store_torch(self.weight, self.backend.hw_write, b, b, syn[j], values[b, j])
+        else:
+            wb = slice(None) if self.weight.shape[0] > 1 else slice(0, 1)
+            self.weight[wb, syn] = values
 
     def clip_pairs(self, values, b_rep, k):
         low, high = self.rule_f[k, W_MIN], self.rule_f[k, W_MAX]

@@ -15,7 +15,9 @@ So a pre spike at t_pre and a post spike at t_post = t_pre + Δ (Δ > 0 steps)
 change w by ``a_plus · inc · exp(-Δ·dt/tau_plus)``; with Δ < 0 by
 ``-a_minus · inc · exp(-|Δ|·dt/tau_minus)``; simultaneous spikes do not pair.
 Weights are clipped to [w_min, w_max] after every change and each clip is
-counted. Cost follows spikes × plastic fan-out, not synapses × steps.
+counted; on a hardware projection the new weight is then written into its
+devices (:func:`spiking.synapses.array_write.write`, the ``hw_*`` state). Cost follows
+spikes × plastic fan-out, not synapses × steps.
 
 For three-factor rules (:mod:`spiking.plasticity.three_factor`) the same
 pairing changes the eligibility trace instead of w.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from spiking.synapses.array_write import ON, write
 from spiking.plasticity.layout import (ELIG, ELIG_HEBBIAN, ELIG_PRE, ELIG_STDP, INC, KIND, MULT,
                                        NEAREST, POST_HI, POST_LO, PRE_HI, PRE_LO, STDP, W_MAX,
                                        W_MIN, X_DECAY, X_OFF, Y_DECAY, Y_OFF)
@@ -48,43 +51,100 @@ def decay_traces(traces, trace_decay, b):
 
 
 @njit(cache=True, nogil=True)
-def on_pre(weight, wb, elig, b, s, k, post, rule_f, rule_i, traces, amp_minus, clips):
-    """Presynaptic spike at plastic synapse s (rule k) onto neuron ``post``."""
+def pre_spike(weight, wb, elig, b, lo, hi, target, n_total, syn_rule, rule_f, rule_i, traces,
+              amp_minus, clips, hw):
+    """A presynaptic spike: step 1 at the plastic synapses of its CSR row [lo, hi),
+    one run of synapses of the same rule at a time. hw: the hardware-write state
+    (:mod:`spiking.synapses.array_write`) as one tuple."""
+    s0 = lo
+    while s0 < hi:
+        k = syn_rule[s0]
+        s1 = s0 + 1
+        while s1 < hi and syn_rule[s1] == k:
+            s1 += 1
+        if k >= 0:
+            _depress(weight, wb, elig, b, s0, s1, k, target, n_total, rule_f, rule_i, traces,
+                     amp_minus[k], clips, hw)
+        s0 = s1
+
+
+@njit(cache=True, nogil=True)
+def _depress(weight, wb, elig, b, s0, s1, k, target, n_total, rule_f, rule_i, traces, amp,
+             clips, hw):
+    """Step 1 for synapses [s0, s1) of rule k (one projection, so one receptor slot)."""
     kind = rule_i[k, KIND]
     mode = rule_i[k, ELIG]
     if kind != STDP and mode == ELIG_PRE:
         return
-    y = traces[b, rule_i[k, Y_OFF] + post - rule_i[k, POST_LO]]
-    if y == 0:
-        return
-    d = amp_minus[k] * y
-    if kind == STDP or mode == ELIG_STDP:
-        if rule_i[k, MULT] > 0:
-            d = d * (weight[wb, s] - rule_f[k, W_MIN])
-        if kind == STDP:
-            weight[wb, s] = clip(weight[wb, s] - d, rule_f[k, W_MIN], rule_f[k, W_MAX], clips, b, k)
-        else:
+    pairing = kind == STDP or mode == ELIG_STDP
+    mult = rule_i[k, MULT] > 0
+    w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
+    learn, proj, table, key, g, level, writes, frozen = hw
+    on_array = learn and table[proj[s0], ON] > 0   # one projection: all or none
+    # trace index of the post neuron: y_off + (target - slot * n_total) - post_lo
+    y_base = rule_i[k, Y_OFF] - rule_i[k, POST_LO] - (target[s0] // n_total) * n_total
+    for s in range(s0, s1):
+        y = traces[b, y_base + target[s]]
+        if y == 0:
+            continue
+        d = amp * y
+        if not pairing:  # Hebbian eligibility
+            elig[b, s] = elig[b, s] + d
+            continue
+        if mult:
+            d = d * (weight[wb, s] - w_min)
+        if kind != STDP:
             elig[b, s] = elig[b, s] - d
-    elif mode == ELIG_HEBBIAN:
-        elig[b, s] = elig[b, s] + d
+        elif on_array:
+            write(weight, wb, b, s, clip(weight[wb, s] - d, w_min, w_max, clips, b, k), proj,
+                  table, key, g, level, writes, frozen)
+        else:
+            weight[wb, s] = clip(weight[wb, s] - d, w_min, w_max, clips, b, k)
 
 
 @njit(cache=True, nogil=True)
-def on_post(weight, wb, elig, b, s, k, pre, rule_f, rule_i, traces, amp_plus, clips):
-    """Postsynaptic spike at plastic synapse s (rule k) from neuron ``pre``."""
+def post_spike(weight, wb, elig, b, j, csc_ptr, csc_syn, csc_pre, syn_rule, rule_f, rule_i,
+               traces, amp_plus, clips, hw):
+    """A postsynaptic spike of neuron j: step 2 at its incoming plastic synapses,
+    one run of synapses of the same rule at a time."""
+    q0, end = csc_ptr[j], csc_ptr[j + 1]
+    while q0 < end:
+        k = syn_rule[csc_syn[q0]]
+        q1 = q0 + 1
+        while q1 < end and syn_rule[csc_syn[q1]] == k:
+            q1 += 1
+        _potentiate(weight, wb, elig, b, q0, q1, k, csc_syn, csc_pre, rule_f, rule_i, traces,
+                    amp_plus[k], clips, hw)
+        q0 = q1
+
+
+@njit(cache=True, nogil=True)
+def _potentiate(weight, wb, elig, b, q0, q1, k, csc_syn, csc_pre, rule_f, rule_i, traces, amp,
+                clips, hw):
+    """Step 2 for the incoming synapses csc_syn[q0:q1] of rule k."""
     kind = rule_i[k, KIND]
     if kind != STDP and rule_i[k, ELIG] == ELIG_PRE:
         return
-    x = traces[b, rule_i[k, X_OFF] + pre - rule_i[k, PRE_LO]]
-    if x == 0:
-        return
-    d = amp_plus[k] * x
-    if rule_i[k, MULT] > 0:
-        d = d * (rule_f[k, W_MAX] - weight[wb, s])
-    if kind == STDP:
-        weight[wb, s] = clip(weight[wb, s] + d, rule_f[k, W_MIN], rule_f[k, W_MAX], clips, b, k)
-    else:
-        elig[b, s] = elig[b, s] + d
+    mult = rule_i[k, MULT] > 0
+    w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
+    x_base = rule_i[k, X_OFF] - rule_i[k, PRE_LO]
+    learn, proj, table, key, g, level, writes, frozen = hw
+    on_array = learn and table[proj[csc_syn[q0]], ON] > 0   # one projection: all or none
+    for q in range(q0, q1):
+        x = traces[b, x_base + csc_pre[q]]
+        if x == 0:
+            continue
+        s = csc_syn[q]
+        d = amp * x
+        if mult:
+            d = d * (w_max - weight[wb, s])
+        if kind != STDP:
+            elig[b, s] = elig[b, s] + d
+        elif on_array:
+            write(weight, wb, b, s, clip(weight[wb, s] + d, w_min, w_max, clips, b, k), proj,
+                  table, key, g, level, writes, frozen)
+        else:
+            weight[wb, s] = clip(weight[wb, s] + d, w_min, w_max, clips, b, k)
 
 
 @njit(cache=True, nogil=True)
@@ -119,7 +179,7 @@ def trace_decay_table(layout) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- torch
 def on_pre_torch(learner, b_rep, syn, post):
-    """Batched :func:`on_pre` for the (instance, synapse) pairs of this step's pre spikes."""
+    """Batched :func:`pre_spike` for the (instance, synapse) pairs of this step's pre spikes."""
     import torch
 
     k = learner.syn_rule[syn].to(torch.int64)
@@ -141,7 +201,7 @@ def on_pre_torch(learner, b_rep, syn, post):
 
 
 def on_post_torch(learner, b_idx, post_idx):
-    """Batched :func:`on_post` for this step's post spikes (instance, neuron)."""
+    """Batched :func:`post_spike` for this step's post spikes (instance, neuron)."""
     import torch
 
     from spiking.backends.torch_backend import expand_rows

@@ -11,7 +11,8 @@
 
 Per step and instance, for every synapse of a three-factor projection:
 ``w += ((eta · lr) · G) · M · e``, clipped to [w_min, w_max] (clips counted),
-then ``e *= exp(-dt / tau_eligibility)``. This costs the projection's synapse
+then ``e *= exp(-dt / tau_eligibility)``; on a hardware projection each change is
+a device write (:mod:`spiking.synapses.array_write`). This costs the projection's synapse
 count per step: meant for readouts and small plastic projections.
 """
 from __future__ import annotations
@@ -23,11 +24,13 @@ from spiking.plasticity.layout import (E_DECAY, ELIG, ELIG_PRE, ETA, GATE, KIND,
                                        M_SIZE, MOD, PRE_LO, SYN_HI, SYN_LO, THREE_FACTOR, W_MAX,
                                        W_MIN, X_OFF)
 from spiking.plasticity.stdp import clip
+from spiking.synapses.array_write import ON, write
 
 
 @njit(cache=True, nogil=True)
 def apply(weight, wb, elig, b, rule_f, rule_i, plastic_syn, plastic_pre, plastic_post, traces,
-          mod_state, mod_i, lr, clips):
+          mod_state, mod_i, lr, clips,
+          hw_learn, hw_proj, hw_table, hw_key, hw_g, hw_level, hw_writes, hw_frozen):
     for k in range(rule_i.shape[0]):
         if rule_i[k, KIND] != THREE_FACTOR:
             continue
@@ -38,17 +41,30 @@ def apply(weight, wb, elig, b, rule_f, rule_i, plastic_syn, plastic_pre, plastic
         col, size, pop_lo = mod_i[mod, M_COL], mod_i[mod, M_SIZE], mod_i[mod, M_POP_LO]
         from_trace = rule_i[k, ELIG] == ELIG_PRE
         decay = rule_f[k, E_DECAY]
-        for p in range(rule_i[k, SYN_LO], rule_i[k, SYN_HI]):
+        lo, hi = rule_i[k, SYN_LO], rule_i[k, SYN_HI]
+        if base == 0 or (size == 1 and mod_state[b, col] == 0):  # no change this step
+            if not from_trace:
+                for p in range(lo, hi):
+                    elig[b, plastic_syn[p]] *= decay
+            continue
+        on_array = hi > lo and hw_learn and hw_table[hw_proj[plastic_syn[lo]], ON] > 0
+        x_base = rule_i[k, X_OFF] - rule_i[k, PRE_LO]
+        w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
+        for p in range(lo, hi):
             s = plastic_syn[p]
             if from_trace:
-                e = traces[b, rule_i[k, X_OFF] + plastic_pre[p] - rule_i[k, PRE_LO]]
+                e = traces[b, x_base + plastic_pre[p]]
             else:
                 e = elig[b, s]
                 elig[b, s] = e * decay
             m = mod_state[b, col] if size == 1 else mod_state[b, col + plastic_post[p] - pop_lo]
-            if base != 0 and m != 0 and e != 0:
-                weight[wb, s] = clip(weight[wb, s] + base * m * e, rule_f[k, W_MIN],
-                                     rule_f[k, W_MAX], clips, b, k)
+            if m != 0 and e != 0:
+                value = clip(weight[wb, s] + base * m * e, w_min, w_max, clips, b, k)
+                if on_array:
+                    write(weight, wb, b, s, value, hw_proj, hw_table, hw_key, hw_g, hw_level,
+                          hw_writes, hw_frozen)
+                else:
+                    weight[wb, s] = value
 
 
 def apply_torch(learner):
@@ -81,4 +97,4 @@ def apply_torch(learner):
         delta = base[:, None] * m * e
         active = (base[:, None] != 0) & (m != 0) & (e != 0)
         new = torch.where(active, w + delta, w)
-        learner.weight[wb, syn] = learner.clip_weights(new, active, k)
+        learner.store_rows(syn, learner.clip_weights(new, active, k), active)

@@ -31,12 +31,23 @@ def read(w, table, p, key, t, b, k):
 
 def read_torch(w, table, proj, key, t, b, k):
     """Batched :func:`read`: w, proj, b, k are equal-length 1-D tensors."""
+    import torch
+
+    sigma, step, top = table[proj, READ_SIGMA], table[proj, ADC_STEP], table[proj, ADC_RANGE]
+    w = torch.where(sigma > 0, w + sigma * normal_torch(key, t, b, k).to(torch.float32), w)
+    quantised = torch.round(w / step) * step
+    quantised = torch.minimum(torch.maximum(quantised, -top), top)
+    return torch.where(step > 0, quantised, w)
+
+
+def normal_torch(key, step, b, k):
+    """:func:`spiking.rng.normal` element by element (float64): step, b, k are int64
+    tensors (or ints) that broadcast together."""
     import math
 
     import torch
 
-    sigma, step, top = table[proj, READ_SIGMA], table[proj, ADC_STEP], table[proj, ADC_RANGE]
-    counter = (t * (1 << 20) + b + 1) * _as_i64(GOLDEN)
+    counter = (step * (1 << 20) + b + 1) * _as_i64(GOLDEN)
 
     def uniform(index):
         per_index = _torch_mix64(torch.as_tensor(_as_i64(np.uint64(key)), device=k.device)
@@ -46,8 +57,4 @@ def read_torch(w, table, proj, key, t, b, k):
 
     u1 = 1.0 - uniform(2 * k)
     u2 = uniform(2 * k + 1)
-    xi = (-2.0 * torch.log(u1)).sqrt() * torch.cos(2.0 * math.pi * u2)
-    w = torch.where(sigma > 0, w + sigma * xi.to(torch.float32), w)
-    quantised = torch.round(w / step) * step
-    quantised = torch.minimum(torch.maximum(quantised, -top), top)
-    return torch.where(step > 0, quantised, w)
+    return (-2.0 * torch.log(u1)).sqrt() * torch.cos(2.0 * math.pi * u2)

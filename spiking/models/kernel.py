@@ -1,0 +1,70 @@
+"""Pieces every numba neuron step shares.
+
+A step runs in two passes over the population's neurons so that the first one
+vectorises (SIMD): pass 1 integrates 1-D contiguous rows and writes a fired
+flag per neuron with no data-dependent stores; pass 2 compacts the flags into
+spike indices. Each population also carries a mode word (``pop_mode``):
+``UNIFORM`` when every neuron has the same coefficients (the step then reads
+scalars instead of coefficient rows, e.g. CUBA and Brunel), and one bit per
+receptor slot that any projection targets (rows of silent receptors are
+neither read nor cleared).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+UNIFORM = 1
+RECEIVES = (2, 4, 8)  # excitatory, inhibitory, v (spiking.models.base.RECEPTOR_SLOTS)
+
+
+def pop_mode(coef: np.ndarray, receives) -> int:
+    """Mode word of one population: coef its [n_coef, n] table, receives one
+    bool per receptor slot."""
+    mode = UNIFORM if coef.shape[1] == 0 or bool(np.all(coef == coef[:, :1])) else 0
+    for bit, used in zip(RECEIVES, receives):
+        mode |= bit if used else 0
+    return mode
+
+
+def at(x, j):
+    """x[j] for a row of per-neuron values, x itself for a uniform scalar."""
+    return x if np.isscalar(x) else x[j]
+
+
+@overload(at, inline="always")
+def _at(x, j):
+    if isinstance(x, types.Array):
+        return lambda x, j: x[j]
+    return lambda x, j: x
+
+
+@njit(cache=True, nogil=True, inline="always")
+def take_input(row, j, used):
+    """This step's delivered input of one receptor slot for neuron j (float32);
+    the ring entry is cleared. A slot no projection targets is always 0."""
+    if not used:
+        return np.float32(0.0)
+    x = np.float32(row[j])
+    row[j] = 0.0
+    return x
+
+
+@njit(cache=True, nogil=True)
+def collect(fired, lo, n, spikes, n_spikes):
+    """Append the indices lo + j of fired[j] != 0 (j < n) to ``spikes``."""
+    for j in range(n):
+        if fired[j]:
+            spikes[n_spikes] = lo + j
+            n_spikes += 1
+    return n_spikes
+
+
+@njit(cache=True, nogil=True)
+def first_nonfinite(row, lo, n):
+    """-1 - (lo + j) for the first non-finite row[j], or 0."""
+    for j in range(n):
+        if not abs(row[j]) < np.inf:
+            return -1 - (lo + j)
+    return 0
