@@ -33,7 +33,8 @@ Figures (printed per seed, then the range over seeds; ``--json``):
 - real-time factors on one core.
 
 ``--reanalyse DIR ...`` recomputes the figures of saved runs (``--out``) with
-the current analysis code, without simulating.
+the current analysis code and the analysis settings of ``--config`` and
+``--set`` (e.g. ``--set task.analysis.steady=50``), without simulating.
 """
 from __future__ import annotations
 
@@ -111,7 +112,11 @@ def main(argv=None) -> int:
     runs = {}
     if args.reanalyse:
         for d in args.reanalyse:
-            m = reanalyse(d)
+            with open(os.path.join(d, "metrics.json")) as f:
+                saved = json.load(f).get("overrides") or []
+            # the analysis settings of --config (default: this repository's file) and --set
+            _, task = load_reservoir_config(args.config, saved + args.overrides)
+            m = reanalyse(d, task=task)
             runs[d] = m
             print(f"== {d}")
             print(table(m))

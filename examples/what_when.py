@@ -28,7 +28,7 @@ QUICK = [
     "projections.EE.connector.p=0.333", "projections.EI.connector.p=0.333",
     "projections.IE.connector.p=0.333", "projections.II.connector.p=0.333",
     "task.trials=180", "task.test_trials=20", "task.switches.0.trial=60", "task.switches.1.trial=120",
-    "task.analysis.steady=30",
+    "task.analysis.steady=30", "task.analysis.code_window=30",
 ]
 
 

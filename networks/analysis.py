@@ -13,7 +13,9 @@ Definitions (all in ``metrics.json``):
   trial-averaged output, smoothed with a ``smooth_ms`` moving average;
 - latency error: |peak − L| / L;
 - probability coding: peak amplitude against p over instances (conditions),
-  least-squares line and r²;
+  least-squares line and r², from the output averaged over the last
+  ``code_window`` trials of a phase (default ``steady``; the amplitude of a
+  few dozen probe trials is noisier than their peak time);
 - trials to re-adapt after a switch: the first trial n after the switch from
   which the estimate, a moving average over the last ``window`` trials of
   the new phase (never mixing trials from before the switch), meets the
@@ -123,6 +125,7 @@ class WhatWhenAnalysis:
 
     def __init__(self, log: Dict[str, Any], dt: float, switches: List[Tuple[int, List[str]]],
                  window: int = 10, tolerance: float = 0.1, hold: int = 5, steady: int = 50,
+                 code_window: Optional[int] = None,
                  smooth_ms: float = SMOOTH_MS, start_ms: float = 0.0, n_trials: Optional[int] = None,
                  trial_index: Optional[np.ndarray] = None):
         """``trial_index`` [records]: the training trial each record of ``log``
@@ -139,6 +142,7 @@ class WhatWhenAnalysis:
         self.window = max(1, int(round(window / spacing)))
         self.hold = max(1, int(round(hold / spacing)))
         self.tolerance, self.steady = tolerance, steady
+        self.code_window = steady if code_window is None else code_window
         self.smooth_ms, self.start_ms = smooth_ms, start_ms
         self.N = n_trials if n_trials is not None else (int(self.trial_index[-1]) + 1 if n_rec else 0)
         self.methods = [m for m in log["when"] if len(log["when"][m])]
@@ -212,7 +216,7 @@ class WhatWhenAnalysis:
                 # moving amplitudes of all instances, against their new
                 # probabilities, fit a line with r2 >= 0.9 and at least half the
                 # slope the code had before the switch
-                before = self.probability_coding(method, max(0, switch - self.steady), switch)
+                before = self.probability_coding(method, max(0, switch - self.code_window), switch)
                 amps = np.stack([moving_estimates(when[:, b], s0, e0, self.window, lambda m: self._peak(m)[1])
                                  for b in range(B)], axis=1)
                 fits = [linear_fit(p_new, row) for row in amps]
@@ -272,10 +276,12 @@ class WhatWhenAnalysis:
             entry: Dict[str, Any] = {"phases": [], "switches": []}
             for lo, hi in phases:
                 a = max(lo, hi - self.steady)
+                c = max(lo, hi - self.code_window)
                 r = self.records(a, hi)
                 ph = {"trials": [lo, hi], "measured_on": [a, hi], "records": r[1] - r[0],
                       "peaks": self.phase_peaks(m, a, hi),
-                      "probability_coding": self.probability_coding(m, a, hi),
+                      "code_measured_on": [c, hi],
+                      "probability_coding": self.probability_coding(m, c, hi),
                       "what_accuracy": self.what_accuracy(m, a, hi)}
                 entry["phases"].append(ph)
             for (t, kinds), (lo, hi) in zip(self.switches, phases[1:]):
@@ -283,8 +289,8 @@ class WhatWhenAnalysis:
                       "trials_to_readapt": self.adaptation(m, t, kinds, hi)}
                 if "probability" in kinds:
                     # the probability code before the switch and at the end of the new phase
-                    pre = self.probability_coding(m, max(0, t - self.steady), t)
-                    end = self.probability_coding(m, max(t, hi - self.steady), hi)
+                    pre = self.probability_coding(m, max(0, t - self.code_window), t)
+                    end = self.probability_coding(m, max(t, hi - self.code_window), hi)
                     sw["code_before"] = {k: pre[k] for k in ("slope", "intercept", "r2")}
                     sw["code_end"] = {k: end[k] for k in ("slope", "intercept", "r2")}
                 entry["switches"].append(sw)
@@ -328,7 +334,9 @@ def table(metrics: Dict[str, Any]) -> str:
             pk = ph["peaks"]
             err = max(pk["error"]) if pk["error"] else float("nan")
             pc = ph["probability_coding"]
-            r2 = (f", amplitude~p slope {pc['slope']:.2f} r2 {pc['r2']:.3f}"
+            cw = ph.get("code_measured_on", ph["measured_on"])
+            over = f" (trials {cw[0]}-{cw[1]})" if cw != ph["measured_on"] else ""
+            r2 = (f", amplitude~p{over} slope {pc['slope']:.2f} r2 {pc['r2']:.3f}"
                   if len(pc["probability"]) > 2 else "")
             lines.append(f"  trials {ph['measured_on'][0]}-{ph['measured_on'][1]}: peak "
                          f"{', '.join(f'{t:.0f}' for t in pk['peak_ms'])} ms (latency "

@@ -281,6 +281,7 @@ class AnalysisConfig(Section):
     tolerance: float = Field(0.1, gt=0)   # re-adapted: latency within this fraction, amplitude within it x 2
     hold: int = Field(12, ge=1)         # ... for this many consecutive trials
     steady: int = Field(50, ge=1)       # last trials of a phase (and before a switch) that give its figures
+    code_window: Optional[int] = Field(None, ge=1)   # ... its amplitude ~ p figures (default: steady)
 
 
 class TaskSection(Section):

@@ -78,10 +78,11 @@ def run_experiment(config, task, backend: Optional[str] = None, device: Optional
     n_train = exp.trial
     log = exp.log.arrays()
     online = WhatWhenAnalysis(log, exp.dt, switches, window=a.window, tolerance=a.tolerance,
-                              hold=a.hold, steady=a.steady, n_trials=n_train)
+                              hold=a.hold, steady=a.steady, code_window=a.code_window, n_trials=n_train)
     if task.probe_every and exp.probe_trials:
         analysis = WhatWhenAnalysis(exp.probe_log.arrays(), exp.dt, switches, window=a.window,
-                                    tolerance=a.tolerance, hold=a.hold, steady=a.steady, n_trials=n_train,
+                                    tolerance=a.tolerance, hold=a.hold, steady=a.steady,
+                                    code_window=a.code_window, n_trials=n_train,
                                     trial_index=np.array(exp.probe_trials))
         measured = f"probe trials (one after every {task.probe_every} trials, no learning)"
     else:
@@ -220,7 +221,8 @@ def reanalyse(out_dir: str, config=None, task=None) -> Dict[str, Any]:
     a = task.analysis
     switches = [(s["trial"], s["changed"]) for s in metrics["switches"]]
     analysis = WhatWhenAnalysis(log, metrics["dt_ms"], switches, window=a.window, tolerance=a.tolerance,
-                                hold=a.hold, steady=a.steady, n_trials=metrics["trials"], trial_index=trial)
+                                hold=a.hold, steady=a.steady, code_window=a.code_window,
+                                n_trials=metrics["trials"], trial_index=trial)
     metrics["methods"] = analysis.summary()
     metrics["must_show"] = must_show(metrics)
     return metrics

@@ -70,7 +70,8 @@ def cmd_run(args) -> int:
     print(f"  simulated {result.duration_ms:g} ms in {result.timing['run_s']:.2f} s")
     if args.out:
         write_run(args.out, net, result)
-        print(f"  results: {args.out}/metrics.json, spikes.npz, raster.png")
+        weights = ", weights.npz, weights.png" if result.weights else ""
+        print(f"  results: {args.out}/metrics.json, spikes.npz, raster.png{weights}")
     if args.json:
         from spiking.results import run_metrics
         print(json.dumps(run_metrics(net, result), default=float))

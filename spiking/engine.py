@@ -15,6 +15,7 @@ from spiking.backends.base import ArrayBackend, ChunkRecord
 from spiking.build.spec import NetworkSpec
 from spiking.errors import SimulationError
 from spiking.models.sources import ARRAY_ID, EVENT_ID
+from spiking.plasticity.weight_monitor import WeightSampler
 from spiking.rng import GOLDEN, mix64_host
 
 PROGRESS_AFTER_S = 2.0  # show a progress bar on runs expected to take longer
@@ -47,6 +48,7 @@ class RunResult:
     states: Dict[str, Dict[str, np.ndarray]]   # pop -> {"t": [S], var: [S, B, n]}
     spike_counts: np.ndarray          # int64 [B, N] per neuron over this run
     timing: Dict[str, float] = field(default_factory=dict)
+    weights: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)  # weight monitors
 
     @property
     def duration_ms(self) -> float:
@@ -145,13 +147,20 @@ class Simulator:
         bar = None
         began = time.perf_counter()
         done = 0
+        weight_monitors = [m for m in self.spec.monitors if m.type == "weights"]
+        sampler = (WeightSampler(backend, weight_monitors, t_start, n_steps)
+                   if weight_monitors else None)
         while done < n_steps:
             chunk = backend.chunk_steps(n_steps - done)
+            if sampler is not None:
+                chunk = sampler.limit(chunk)
             rec = backend.advance(chunk, self._external(backend.t, chunk, inputs, run_start),
                                   self._signals(backend.t - run_start, chunk, signals))
             self._check_error(rec, backend.t - chunk)
             records.append(rec)
             done += chunk
+            if sampler is not None:
+                sampler.after_chunk()
             elapsed = time.perf_counter() - began
             if bar is None and progress is not False and done < n_steps and (
                     progress or elapsed * n_steps / done > PROGRESS_AFTER_S):
@@ -165,6 +174,8 @@ class Simulator:
         run_s = time.perf_counter() - began
         result = self._collect(records, t_start, n_steps, backend.get_spike_counts() - counts_before)
         result.timing["run_s"] = run_s
+        if sampler is not None:
+            result.weights = sampler.result()
         return result
 
     # -- inputs ---------------------------------------------------------------------------

@@ -98,6 +98,12 @@ def run_metrics(network, result, extra: Dict[str, Any] | None = None) -> Dict[st
     hardware = network.hardware_report()
     if hardware:
         metrics["hardware"] = hardware
+    if result.weights:
+        clips = network.backend.clip_counts()
+        metrics["weights"] = {name: {"mean_start": float(w["mean"][0].mean()),
+                                     "mean_end": float(w["mean"][-1].mean()),
+                                     "clips": clips.get(name, 0)}
+                              for name, w in result.weights.items()}
     metrics.update(extra or {})
     return metrics
 
@@ -116,7 +122,37 @@ def write_run(out_dir: str, network, result, extra: Dict[str, Any] | None = None
             f.write("\n")
         if result.spikes:
             raster_png(os.path.join(tmp, "raster.png"), result)
+        if result.weights:
+            np.savez_compressed(os.path.join(tmp, "weights.npz"), **{
+                f"{name}/{key}": values for name, w in result.weights.items()
+                for key, values in w.items()})
+            weights_png(os.path.join(tmp, "weights.png"), result)
     return metrics
+
+
+def weights_png(path: str, result, instance: int = 0) -> None:
+    """Per monitored plastic projection: mean weight over time, and the weight
+    histogram at the start and the end of the run (one instance)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result.weights)
+    fig, axes = plt.subplots(len(names), 2, figsize=(10, 2.8 * len(names)), squeeze=False)
+    for row, name in zip(axes, names):
+        w = result.weights[name]
+        b = min(instance, w["mean"].shape[1] - 1)
+        row[0].plot(w["t"], w["mean"][:, b])
+        row[0].set(xlabel="time (ms)", ylabel="mean weight", title=f"{name}: mean weight")
+        centres = 0.5 * (w["edges"][1:] + w["edges"][:-1])
+        width = w["edges"][1] - w["edges"][0]
+        for s, label in ((0, "start"), (-1, "end")):
+            row[1].bar(centres, w["hist"][s, b], width=width, alpha=0.5, label=label)
+        row[1].set(xlabel="weight", ylabel="synapses", title=f"{name}: histogram")
+        row[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def raster_png(path: str, result, instance: int = 0, max_points: int = 200_000) -> None:

@@ -65,16 +65,20 @@ def normal(key, step, instance, index):
 
 
 @njit(cache=True, nogil=True)
-def normals(key, step, instance, out):
+def normals(keys, step, instance, out):
     """Fill ``out`` with standard normals, two per Box-Muller draw: out[2m] and
-    out[2m + 1] are r·cos θ and r·sin θ from the uniforms at 2m and 2m + 1."""
+    out[2m + 1] are r·cos θ and r·sin θ from the uniforms at 2m and 2m + 1
+    (sin θ as ±sqrt(1 - cos² θ), which saves a libm call and is computed the
+    same way on torch); keys: :func:`normal_keys` of the stream (uint64)."""
     n = out.shape[0]
     for m in range((n + 1) // 2):
-        r = np.sqrt(-2.0 * np.log(1.0 - uniform(key, step, instance, 2 * m)))
-        theta = 2.0 * np.pi * uniform(key, step, instance, 2 * m + 1)
-        out[2 * m] = r * np.cos(theta)
+        r = np.sqrt(-2.0 * np.log(1.0 - uniform_at(keys[2 * m], step, instance)))
+        u = uniform_at(keys[2 * m + 1], step, instance)
+        c = np.cos(2.0 * np.pi * u)
+        out[2 * m] = r * c
         if 2 * m + 1 < n:
-            out[2 * m + 1] = r * np.sin(theta)
+            sin = np.sqrt(max(1.0 - c * c, 0.0))
+            out[2 * m + 1] = r * (sin if u < 0.5 else -sin)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -146,8 +150,10 @@ def torch_normals(step: int, instances, keys, n: int):
 
     u = torch_uniform(step, instances, keys).view(instances.shape[0], -1, 2)
     r = (-2.0 * torch.log(1.0 - u[..., 0])).sqrt()
-    theta = 2.0 * math.pi * u[..., 1]
-    return torch.stack((r * torch.cos(theta), r * torch.sin(theta)), dim=-1).flatten(1)[:, :n]
+    c = torch.cos(2.0 * math.pi * u[..., 1])
+    sin = (1.0 - c * c).clamp_(min=0.0).sqrt()
+    sin = torch.where(u[..., 1] < 0.5, sin, -sin)
+    return torch.stack((r * c, r * sin), dim=-1).flatten(1)[:, :n]
 
 
 def torch_poisson(u, exp_minus_lam, lam):

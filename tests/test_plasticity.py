@@ -1,10 +1,13 @@
 """Learning rules: the STDP window, pairing variants, three-factor rules, the
 astrocyte, backend parity and bad input."""
+import json
+
 import numpy as np
 import pytest
 
 import spiking
 from netfiles import LIF_NET, write
+from spiking import cli
 from spiking.errors import ConfigError
 
 TAU_PLUS, TAU_MINUS, A_PLUS, A_MINUS, INC = 16.8, 33.7, 0.01, 0.012, 0.5
@@ -160,3 +163,38 @@ def test_bad_rules_are_rejected_at_validation(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as err:
         spiking.load(str(write(tmp_path, bad, UPDATE="additive", PAIRING="all_to_all")))
     assert f"net.yaml:{at + 1}" in str(err.value) and "projections.plastic.plasticity" in str(err.value)
+
+
+def test_weight_monitor_records_mean_and_histogram(tmp_path):
+    """A weights monitor samples the mean and histogram of a plastic projection;
+    `spiking run` writes them to weights.npz, weights.png and metrics.json."""
+    text = LIF_NET.replace("monitors:\n",
+                           "monitors:\n  - {type: weights, projection: EE, every: 10 ms, bins: 20}\n")
+    path = write(tmp_path, text)
+    net = spiking.load(str(path), STDP_RULE, instances=2)
+    res = net.run("50 ms", progress=False)
+    w = res.weights["EE"]
+    np.testing.assert_allclose(w["t"], np.arange(0, 51, 10.0))
+    assert w["mean"].shape == (6, 2) and w["hist"].shape == (6, 2, 20)
+    assert (w["hist"].sum(axis=2) == net.weights("EE").shape[1]).all()
+    np.testing.assert_allclose(w["mean"][-1], net.weights("EE").mean(axis=1), rtol=1e-6)
+    assert not np.allclose(w["mean"][0], w["mean"][-1]), "the weights learn"
+    # the CLI writes the files and a summary
+    out = tmp_path / "run"
+    assert cli.main(["run", str(path), "--set", "duration=30 ms", "--set",
+                     "projections.EE.plasticity=" + json.dumps(STDP_RULE["projections.EE.plasticity"]),
+                     "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["weights"]["EE"]) == {"mean_start", "mean_end", "clips"}
+    assert (out / "weights.png").stat().st_size > 0
+    with np.load(out / "weights.npz") as f:
+        assert f["EE/hist"].shape[2] == 20
+
+
+def test_weight_monitor_needs_a_plastic_projection(tmp_path):
+    text = LIF_NET.replace("monitors:\n", "monitors:\n  - {type: weights, projection: EE}\n")
+    with pytest.raises(ConfigError, match="no plasticity") as err:
+        spiking.load(str(write(tmp_path, text)))
+    assert "monitors.0.projection" in str(err.value)
+    with pytest.raises(ConfigError, match="unknown projection"):
+        spiking.load(str(write(tmp_path, text.replace("projection: EE", "projection: XX"))))

@@ -28,7 +28,7 @@ from spiking.models.kernel import pop_mode
 from spiking.models.lif import N_COEF as LIF_COEF
 from spiking.models.sources import ARRAY_ID, EVENT_ID, N_SOURCE_COEF, POISSON_ID
 from spiking.plasticity.layout import M_INITIAL
-from spiking.rng import index_keys, stream_key
+from spiking.rng import index_keys, normal_keys, stream_key
 from spiking.synapses import array_write
 
 N_COEF = max(LIF_COEF, IZH_COEF)
@@ -145,7 +145,9 @@ class ArrayBackend:
                 src[:, p.slice] = p.source_table
         self.coef = self._array(coef)
         self.src = self._array(src)
-        self.source_keys = np.zeros(n, np.uint64)   # per-index keys of Poisson sources (numba)
+        # per-index random-stream keys (numba): population p owns [2 lo, 2 hi); Poisson
+        # sources use one per neuron, noise currents two (rng.normal_keys)
+        self.stream_keys = np.zeros(2 * n, np.uint64)
         self.set_stream_keys(np.array([p.stream_key for p in pops], dtype=np.uint64))
         c = spec.connectivity
         slot, neuron = np.divmod(c.target.astype(np.int64), n)
@@ -198,7 +200,12 @@ class ArrayBackend:
         self.pop_key = np.asarray(keys, np.uint64)
         for p, key in zip(self.spec.populations, self.pop_key):
             if p.model_id == POISSON_ID:
-                self.source_keys[p.slice] = index_keys(key, p.size).view(np.uint64)
+                per_index = index_keys(key, p.size)
+            elif p.kind == "neuron":
+                per_index = normal_keys(key, p.size)
+            else:
+                continue
+            self.stream_keys[2 * p.offset: 2 * p.offset + per_index.size] = per_index.view(np.uint64)
 
     def reset(self, weights: bool = False) -> None:
         """Initial state, empty ring buffer, step 0, spike counts zeroed; learning

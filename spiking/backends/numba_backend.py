@@ -30,26 +30,49 @@ POISSON_TABLE = 32   # entries of the per-step Poisson CDF table of a uniform-ra
 
 
 @njit(cache=True, nogil=True)
-def _sources(model, lo, hi, b, bx, t, tt, col, mode, src, keys, ext, spikes, counts, n_spikes):
-    """Emit the spikes of source neurons [lo, hi) for step t."""
+def _sources(model, lo, hi, b, bx, t, tt, col, mode, src, keys, ext, spikes, counts, n_spikes,
+             drawn):
+    """Emit the spikes of source neurons [lo, hi) for step t; keys: their
+    random-stream keys (local index); drawn: uint8 scratch."""
     if model != POISSON_ID:
         return _external(ext[tt, bx, col:col + hi - lo], lo, spikes, counts, n_spikes)
-    uniform_rate = mode & UNIFORM
-    if uniform_rate and not (src[START_STEP, lo] <= t < src[STOP_STEP, lo] and src[LAM, lo] > 0):
-        return n_spikes
-    cdf = _poisson_cdf(src[LAM, lo], src[EXP_MINUS_LAM, lo]) if uniform_rate else np.empty(0)
+    if mode & UNIFORM:
+        if not (src[START_STEP, lo] <= t < src[STOP_STEP, lo] and src[LAM, lo] > 0):
+            return n_spikes
+        return _poisson_uniform(lo, hi, b, t, src[LAM, lo], src[EXP_MINUS_LAM, lo], keys,
+                                drawn, spikes, counts, n_spikes)
     for j in range(lo, hi):
-        if uniform_rate or (src[START_STEP, j] <= t < src[STOP_STEP, j] and src[LAM, j] > 0):
-            u = uniform_at(keys[j], t, b)
-            c = 0
-            for k in range(cdf.shape[0]):  # cdf ascends: the entries below u are a prefix
-                c += u > cdf[k]
-            if c == cdf.shape[0]:  # beyond the table, or no table: the sampler itself
-                c = poisson_from_uniform(u, src[EXP_MINUS_LAM, j], src[LAM, j])
+        if src[START_STEP, j] <= t < src[STOP_STEP, j] and src[LAM, j] > 0:
+            c = poisson_from_uniform(uniform_at(keys[j - lo], t, b), src[EXP_MINUS_LAM, j],
+                                     src[LAM, j])
             if c > 0:
                 spikes[n_spikes] = j
                 counts[n_spikes] = c
                 n_spikes += 1
+    return n_spikes
+
+
+@njit(cache=True, nogil=True)
+def _poisson_uniform(lo, hi, b, t, lam, exp_minus_lam, keys, drawn, spikes, counts, n_spikes):
+    """Poisson sources [lo, hi) with one rate: pass 1 (vectorised) counts the
+    entries of the CDF table below each uniform, pass 2 emits the nonzero
+    counts; a uniform beyond the table goes through the sampler itself."""
+    cdf = _poisson_cdf(lam, exp_minus_lam)
+    n = hi - lo
+    for j in range(n):
+        u = uniform_at(keys[j], t, b)
+        c = 0
+        for k in range(POISSON_TABLE):  # cdf ascends: the entries below u are a prefix
+            c += u > cdf[k]
+        drawn[j] = c
+    for j in range(n):
+        c = np.int32(drawn[j])
+        if c > 0:
+            if c == POISSON_TABLE:
+                c = poisson_from_uniform(uniform_at(keys[j], t, b), exp_minus_lam, lam)
+            spikes[n_spikes] = lo + j
+            counts[n_spikes] = c
+            n_spikes += 1
     return n_spikes
 
 
@@ -121,8 +144,8 @@ def _amplitudes(b, rule_f, rule_i, mod_state, mod_i, lr, amp):
 
 
 @njit(cache=True, nogil=True)
-def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_key, pop_mode,
-              state, coef, src, source_keys, ext, ring, indptr, target, delay, row_delay,
+def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
+              state, coef, src, stream_keys, ext, ring, indptr, target, delay, row_delay,
               row_weight, weight,
               record_flag, rec_t, rec_i, rec_n, spike_counts, pop_counts,
               mon_neuron, mon_row, mon_every, mon_out, error, scratch_idx, scratch_cnt,
@@ -162,17 +185,17 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_key, po
         for p in range(n_pop):
             start = n_spikes
             model = pop_model[p]
+            lo, hi = pop_lo[p], pop_hi[p]
+            keys = stream_keys[2 * lo:2 * hi]
             if model == LIF_ID:
-                n_spikes = lif.step_numba(state, coef, ring, slot, b, pop_lo[p], pop_hi[p],
-                                          n_total, spikes, n_spikes, t, pop_key[p], pop_mode[p],
-                                          fired)
+                n_spikes = lif.step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes,
+                                          n_spikes, t, keys, pop_mode[p], fired)
             elif model == IZH_ID:
-                n_spikes = izhikevich.step_numba(state, coef, ring, slot, b, pop_lo[p],
-                                                 pop_hi[p], n_total, spikes, n_spikes, t,
-                                                 pop_key[p], pop_mode[p], fired)
+                n_spikes = izhikevich.step_numba(state, coef, ring, slot, b, lo, hi, n_total,
+                                                 spikes, n_spikes, t, keys, pop_mode[p], fired)
             else:
-                n_spikes = _sources(model, pop_lo[p], pop_hi[p], b, bx, t, tt, pop_col[p],
-                                    pop_mode[p], src, source_keys, ext, spikes, counts, n_spikes)
+                n_spikes = _sources(model, lo, hi, b, bx, t, tt, pop_col[p], pop_mode[p], src,
+                                    keys, ext, spikes, counts, n_spikes, fired)
             if n_spikes < 0:
                 error[b, 0] = t
                 error[b, 1] = p
@@ -285,9 +308,9 @@ class NumbaBackend(ArrayBackend):
         work = n_steps * self.instances * (self.spec.n_total + self.spec.connectivity.nnz // 10)
         parallel = self.instances > 1 and work > PARALLEL_WORK
         args = (t0, n_steps, self.pop_model, self.pop_lo, self.pop_hi, self.pop_col,
-                self.pop_key, self.pop_mode, self.state, self.coef, self.src, self.source_keys,
-                ext, self.ring,
-                self.indptr, self.target, self.delay, self.row_delay, self._row_weights(), self.weight,
+                self.pop_mode, self.state, self.coef, self.src, self.stream_keys, ext, self.ring,
+                self.indptr, self.target, self.delay, self.row_delay, self._row_weights(),
+                self.weight,
                 self.record_flag, rec.spike_t, rec.spike_i, rec.spike_n, self.spike_counts,
                 rec.pop_counts, self.mon_neuron, self.mon_row, self.mon_every, rec.state,
                 rec.error, self.scratch_idx, self.scratch_cnt,

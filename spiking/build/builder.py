@@ -333,6 +333,9 @@ def _layout(parts, n_total: int) -> Connectivity:
 
 # ----------------------------------------------------------------------------- monitors
 def _build_monitor(mcfg, pops: Dict[str, PopulationSpec], dt: float) -> MonitorSpec:
+    if mcfg.type == "weights":
+        return MonitorSpec(type="weights", population="", projection=mcfg.projection,
+                           every=int(round(mcfg.every / dt)) if mcfg.every else 0, bins=mcfg.bins)
     pop = pops[mcfg.population]
     neurons = getattr(mcfg, "neurons", None)
     if neurons is None:

@@ -76,13 +76,15 @@ class Connectivity:
 
 @dataclass
 class MonitorSpec:
-    type: str                      # spikes | state | rate
-    population: str
+    type: str                      # spikes | state | rate | weights
+    population: str                # "" for weights
     neurons: Optional[np.ndarray] = None  # global indices (spikes, state)
     variables: List[str] = field(default_factory=list)
     rows: List[int] = field(default_factory=list)  # state rows of `variables`
-    every: int = 1                 # steps between state samples
+    every: int = 1                 # steps between state (weights: 0 = 1/20 of a run) samples
     bin: int = 1                   # steps per rate bin
+    projection: str = ""           # weights: the plastic projection
+    bins: int = 50                 # weights: histogram bins over [w_min, w_max]
 
 
 @dataclass

@@ -795,7 +795,23 @@ class RateMonitor(_Monitor):
         return self
 
 
-_MONITOR_TYPES = (SpikeMonitor, StateMonitor, RateMonitor)
+class WeightMonitor(Section):
+    """Mean weight and a weight histogram of a plastic projection every ``every`` ms."""
+
+    type: Literal["weights"]
+    projection: StrictStr
+    every: Optional[PositiveTime] = None   # default: 1/20 of each run
+    bins: Annotated[int, Field(ge=2, le=1000)] = 50
+
+    @model_validator(mode="after")
+    def _on_step_grid(self, info: ValidationInfo) -> "WeightMonitor":
+        if self.every is not None:
+            with at("every"):
+                check_steps(self.every, (info.context or {}).get("dt"))
+        return self
+
+
+_MONITOR_TYPES = (SpikeMonitor, StateMonitor, RateMonitor, WeightMonitor)
 MONITORS: Tuple[str, ...] = tuple(get_args(m.model_fields["type"].annotation)[0]
                                   for m in _MONITOR_TYPES)
 Monitor = Annotated[Union[_MONITOR_TYPES], Field(discriminator="type")]
@@ -903,6 +919,20 @@ class NetworkConfig(Section):
             except ValidationError as e:
                 raise FieldError("invalid section", name) from e
         return out
+
+    @model_validator(mode="after")
+    def _weight_monitors_on_plastic_projections(self) -> "NetworkConfig":
+        for k, m in enumerate(self.monitors):
+            if m.type != "weights":
+                continue
+            proj = self.projections.get(m.projection)
+            if proj is None:
+                raise FieldError(unknown("projection", m.projection, self.projections,
+                                         always_list=True), "monitors", k, "projection")
+            if proj.plasticity is None:
+                raise FieldError(f"projection {m.projection!r} has no plasticity: its weights "
+                                 "do not change", "monitors", k, "projection")
+        return self
 
     @model_validator(mode="after")
     def _grids_large_enough(self) -> "NetworkConfig":

@@ -141,25 +141,26 @@ def _integrate(v_row, u_row, ie_row, ii_row, in_e, in_i, in_v, fired, mode, z, d
 
 
 @njit(cache=True, nogil=True)
-def _noise(i_noise, key, t, b):
+def _noise(i_noise, keys, t, b):
     """This step's standard normals for the population (float64 [n]), or an
-    empty row when i_noise is 0 everywhere."""
+    empty row when i_noise is 0 everywhere; keys: the population's normal keys."""
     if i_noise.max() <= 0:
         return np.empty(0, np.float64)
     z = np.empty(i_noise.shape[0], np.float64)
-    normals(key, t, b, z)
+    normals(keys, t, b, z)
     return z
 
 
 @njit(cache=True, nogil=True)
-def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t, key, mode,
+def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t, keys, mode,
                fired):
-    """Advance neurons [lo, hi) of instance b by one step (see lif.step_numba)."""
+    """Advance neurons [lo, hi) of instance b by one step (see lif.step_numba);
+    keys: the random-stream keys of the noise current (``normal_keys``)."""
     n = hi - lo
     rows = (state[V, b, lo:hi], state[U, b, lo:hi], state[I_E, b, lo:hi], state[I_I, b, lo:hi],
             ring[slot, b, lo:hi], ring[slot, b, n_total + lo:n_total + hi],
             ring[slot, b, 2 * n_total + lo:2 * n_total + hi], fired[:n], mode,
-            _noise(coef[NOISE, lo:hi], key, t, b), coef[DT, lo], coef[SCHEME, lo] > 0)
+            _noise(coef[NOISE, lo:hi], keys, t, b), coef[DT, lo], coef[SCHEME, lo] > 0)
     if mode & UNIFORM:
         bad = _integrate(*rows, coef[A, lo], coef[B, lo], coef[C, lo], coef[D, lo],
                          coef[V_PEAK, lo], coef[I_OFFSET, lo], coef[P_EE, lo], coef[P_II, lo],

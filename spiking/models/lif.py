@@ -131,14 +131,15 @@ def _integrate(v_row, ie_row, ii_row, ref_row, in_e, in_i, in_v, fired, mode,
 
 
 @njit(cache=True, nogil=True)
-def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t, key, mode,
+def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t, keys, mode,
                fired):
     """Advance neurons [lo, hi) of instance b by one step.
 
     Reads and clears this step's ring-buffer slot, appends spiking neuron
     indices to ``spikes`` and returns the new count, or -1 - j if neuron j
-    became NaN or infinite. mode: the population's mode word
-    (:mod:`spiking.models.kernel`); fired: uint8 scratch of at least hi - lo.
+    became NaN or infinite. keys: the population's random-stream keys (unused
+    by LIF); mode: its mode word (:mod:`spiking.models.kernel`); fired: uint8
+    scratch of at least hi - lo.
     """
     n = hi - lo
     rows = (state[V, b, lo:hi], state[I_E, b, lo:hi], state[I_I, b, lo:hi],
