@@ -45,8 +45,7 @@ def learning(duration_ms: float, repeats: int) -> None:
     """CPU time and writes of STDP on E->E in software, on ideal devices and on RRAM."""
     root = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(root / "benchmarks"))
-    import spiking
-    from bench_plasticity import RULE
+    from bench_plasticity import RULE, timed_cuba
 
     print(f"CUBA, STDP on E->E, {duration_ms:g} ms, numba")
     print(f"{'E->E on':>10} {'run cpu s':>10} {'w mean':>8} {'writes':>9} {'write nJ':>9}")
@@ -55,18 +54,10 @@ def learning(duration_ms: float, repeats: int) -> None:
         overrides = {"duration": f"{duration_ms} ms", "projections.EE.plasticity": RULE}
         if hardware:
             overrides["projections.EE.hardware"] = hardware
-        net = spiking.load(str(root / "configs" / "cuba.yaml"), overrides, backend="numba")
-        net.build()
-        net.run(net.spec.dt, progress=False)           # load the kernels
-        cpus = []
-        for _ in range(repeats):
-            net.reset(weights=True)
-            began = time.process_time()
-            net.run(progress=False)
-            cpus.append(time.process_time() - began)
+        net, _, cpu = timed_cuba(overrides, repeats)
         report = net.hardware_report().get("EE", {})
         writes, energy = report.get("writes", 0), report.get("energy_pj", {}).get("writes", 0)
-        print(f"{name:>10} {min(cpus):10.2f} {float(net.weights('EE').mean()):8.4f} "
+        print(f"{name:>10} {cpu:10.2f} {float(net.weights('EE').mean()):8.4f} "
               f"{writes:9d} {energy / 1e3:9.1f}")
 
 

@@ -8,6 +8,8 @@ Typical use::
     row = xbar.read_rows([3])     # what a spike on input 3 delivers
     xbar.energy(), xbar.latency() # pJ, ns
 """
+from spiking._lazy import lazy_exports
+
 _EXPORTS = {
     "Converter": "hardware.crossbar",
     "Crossbar": "hardware.crossbar",
@@ -34,16 +36,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name):
-    """Import on first use, so that ``spiking`` commands start without torch."""
-    import importlib
-
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hardware' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("hardware", _EXPORTS, globals())
 
 
 __all__ = [

@@ -198,7 +198,7 @@ def test_good_file_is_converted(tmp_path):
      "unknown toy state variable 'w'"),
     ("neurons: [0, 7]", "neurons: [0, 8]", "neurons", "monitors.0.neurons", "has only 8 neurons"),
     ("type: rate", "type: rates", "rates", "monitors.2.type",
-     "unknown monitor type 'rates'; did you mean 'rate'? (valid: spikes, state, rate)"),
+     "unknown monitor type 'rates'; did you mean 'rate'? (valid: spikes, state, rate, weights)"),
     ("duration: 200 ms", "duration: 200 ms\nwhatever: 3", "whatever", "whatever",
      "unknown key 'whatever'; valid: name, description, dt, duration, seed, backend"),
 ])

@@ -10,6 +10,8 @@ Quick start::
     train = NMNIST(choice.path, "train", encoder=encoder, cache=True)
     x, y = train.batch(range(32))      # uint8 [T, B, 2312], labels [B]
 """
+from spiking._lazy import lazy_exports
+
 _EXPORTS = {
     "DataChoice": "spiking.data.discover",
     "discover": "spiking.data.discover",
@@ -54,17 +56,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name):
-    """Import on first use: ``spiking data`` and the simulator start without
-    loading the synthesiser, fonts or scipy."""
-    import importlib
-
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'spiking.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("spiking.data", _EXPORTS, globals())
 
 
 __all__ = [
