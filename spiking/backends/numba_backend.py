@@ -181,7 +181,6 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
             modulators.begin_step(b, sb, tt, mod_state, mod_i, signal_in, traces)
             _amplitudes(b, rule_f, rule_i, mod_state, mod_i, lr, amp)
         n_spikes = 0
-        failed = False
         for p in range(n_pop):
             start = n_spikes
             model = pop_model[p]
@@ -199,7 +198,6 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
             if n_spikes < 0:
                 error[b, 0] = t
                 error[b, 1] = p
-                failed = True
                 return
             if model == LIF_ID or model == IZH_ID:
                 for s in range(start, n_spikes):
@@ -208,8 +206,6 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
             for s in range(start, n_spikes):
                 total += counts[s]
             pop_counts[tt, b, p] = total
-        if failed:
-            return
         # propagate: each spike walks its CSR row into the ring buffer (a row
         # on a resistive array is read through it); plastic synapses of the
         # row then see the presynaptic spike
