@@ -80,3 +80,36 @@ def test_dense_propagation_matches_when_sums_are_exact(tmp_path):
     counts = general.run(progress=False).counts("E").sum(axis=1)
     exact = spiking.load(str(write(tmp_path, LIF_NET, name="g.yaml")), instances=4).run(progress=False)
     np.testing.assert_allclose(counts, exact.counts("E").sum(axis=1), rtol=0.1)
+
+
+UNIFORM_NET = """
+name: uniform_net
+dt: 1 ms
+duration: 150 ms
+seed: 11
+populations:
+  low: {size: 30, model: poisson_source, params: {rate: 2000 Hz}}      # 2 spikes per step
+  high: {size: 10, model: poisson_source, params: {rate: 45000 Hz}}    # beyond the CDF table
+  izh: {size: 40, model: izhikevich, params: {i_noise: 3}}
+  lif: {size: 25, model: lif, params: {tau_m: 12 ms, v_thresh: -55 mV}}
+projections:
+  li: {pre: low, post: izh, receptor_type: excitatory, connector: {type: fixed_probability, p: 0.2}, weight: 1.5, delay: 2 ms}
+  hl: {pre: high, post: lif, receptor_type: excitatory, connector: {type: fixed_probability, p: 0.3}, weight: 0.02 nA}
+  il: {pre: izh, post: lif, receptor_type: v, connector: {type: all_to_all}, weight: 0.5 mV, delay: 3 ms}
+monitors:
+  - {type: spikes, population: izh}
+  - {type: spikes, population: lif}
+  - {type: spikes, population: high}
+"""
+
+
+def test_uniform_population_fast_paths(tmp_path):
+    """Populations whose neurons share their parameters take the kernels' fast
+    paths (scalar coefficients, the Poisson CDF table and its fallback, rows with
+    one delay and one weight); they must agree with torch's general code."""
+    res = run_both(write(tmp_path, UNIFORM_NET), instances=2)
+    a, b = res["numba"][1], res["torch"][1]
+    assert a.spikes["izh"]["t"].size > 20 and a.spikes["lif"]["t"].size > 20
+    per_step = a.counts("high").sum() / (2 * 10 * 150)
+    assert per_step > 32, "the high-rate source must draw past the 32-entry CDF table"
+    assert_same(a, b)
