@@ -149,8 +149,8 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
               row_weight, weight,
               record_flag, rec_t, rec_i, rec_n, spike_counts, pop_counts,
               mon_neuron, mon_row, mon_every, mon_out, error, scratch_idx, scratch_cnt,
-              learn, rule_f, rule_i, syn_rule, csc_ptr, csc_syn, csc_pre, plastic_syn,
-              plastic_pre, plastic_post, traces, trace_decay, elig, lr, clips, amp,
+              learn, rule_f, rule_i, syn_rule, csc_ptr, csc_syn, csc_pre, csc_rule,
+              plastic_syn, plastic_pre, plastic_post, traces, trace_decay, elig, lr, clips, amp,
               mod_state, mod_aux, mod_i, mod_f, astro_sign, astro_drive, signal_in,
               syn_proj, hw_table, hw_key, hw_any, hw_learn, hw_wtable, hw_wkey, hw_g, hw_level,
               hw_writes, hw_frozen):
@@ -241,7 +241,7 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
         if learn:
             for s in range(n_spikes):
                 stdp.post_spike(weight, wb, elig, b, spikes[s], csc_ptr, csc_syn, csc_pre,
-                                syn_rule, rule_f, rule_i, traces, amp[b, :, 0], clips, hw)
+                                csc_rule, rule_f, rule_i, traces, amp[b, :, 0], clips, hw)
             for s in range(n_spikes):
                 stdp.bump_traces(traces, b, spikes[s], rule_f, rule_i)
                 modulators.on_spike(b, spikes[s], counts[s], mod_i, astro_sign, drive, traces)
@@ -311,9 +311,9 @@ class NumbaBackend(ArrayBackend):
                 rec.pop_counts, self.mon_neuron, self.mon_row, self.mon_every, rec.state,
                 rec.error, self.scratch_idx, self.scratch_cnt,
                 self.learns, L.rule_f, L.rule_i, L.syn_rule, L.csc_ptr, L.csc_syn, L.csc_pre,
-                L.plastic_syn, L.plastic_pre, L.plastic_post, P["traces"], P["trace_decay"],
-                P["elig"], P["lr"], P["clips"], P["amp"], P["mod_state"], P["mod_aux"],
-                L.mod_i, L.mod_f, L.astro_sign, P["astro_drive"], signals,
+                L.csc_rule, L.plastic_syn, L.plastic_pre, L.plastic_post, P["traces"],
+                P["trace_decay"], P["elig"], P["lr"], P["clips"], P["amp"], P["mod_state"],
+                P["mod_aux"], L.mod_i, L.mod_f, L.astro_sign, P["astro_drive"], signals,
                 self.syn_projection, self.hw_table, self.hw_key, bool(self.arrays),
                 *self.hardware_writes())
         (run_parallel if parallel else run_serial)(self.instances, args)

@@ -9,7 +9,8 @@ Rule tables (one row per plastic projection k):
 - ``rule_i`` int64 [K, NI]: kind, options, neuron ranges, trace offsets,
   modulator indices, range in the plastic-synapse list
 Synapse tables: ``syn_rule`` int16 [nnz] (-1: static), ``csc_ptr``/``csc_syn``
-/``csc_pre`` (incoming plastic synapses per post neuron, and their pre neuron), ``plastic_syn``/``plastic_pre``/
+/``csc_pre``/``csc_rule`` (incoming plastic synapses per post neuron, their pre neuron and
+rule), ``plastic_syn``/``plastic_pre``/
 ``plastic_post`` (plastic synapses grouped by rule).
 Modulator tables (one row per modulator m): ``mod_i`` int64 [M, MI],
 ``mod_f`` float32 [M, MF], ``astro_sign`` int8 [M, N].
@@ -51,6 +52,7 @@ class PlasticityLayout:
     csc_ptr: np.ndarray
     csc_syn: np.ndarray
     csc_pre: np.ndarray
+    csc_rule: np.ndarray
     plastic_syn: np.ndarray
     plastic_pre: np.ndarray
     plastic_post: np.ndarray
@@ -190,7 +192,8 @@ def build_layout(spec) -> PlasticityLayout:
     needs_e = any(rule_i[k, KIND] == THREE_FACTOR and rule_i[k, ELIG] != ELIG_PRE for k in range(K))
     return PlasticityLayout(
         n_rules=K, rule_f=rule_f, rule_i=rule_i, syn_rule=syn_rule, csc_ptr=csc_ptr,
-        csc_syn=csc_syn.astype(np.int64), csc_pre=plastic_pre[order].astype(np.int64), plastic_syn=plastic_syn.astype(np.int64),
+        csc_syn=csc_syn.astype(np.int64), csc_pre=plastic_pre[order].astype(np.int64),
+        csc_rule=syn_rule[csc_syn], plastic_syn=plastic_syn.astype(np.int64),
         plastic_pre=plastic_pre.astype(np.int64), plastic_post=plastic_post.astype(np.int64),
         n_traces=n_traces, needs_eligibility=needs_e, mod_names=mod_names, mod_i=mod_i,
         mod_f=mod_f, astro_sign=astro_sign, n_mod_cols=col, n_signal_cols=signal_col,

@@ -50,6 +50,15 @@ def decay_traces(traces, trace_decay, b):
         traces[b, i] = traces[b, i] * trace_decay[i]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _run_end(rules, start, end):
+    """End of the run of equal entries of ``rules`` that begins at ``start``."""
+    stop = start + 1
+    while stop < end and rules[stop] == rules[start]:
+        stop += 1
+    return stop
+
+
 @njit(cache=True, nogil=True)
 def pre_spike(weight, wb, elig, b, lo, hi, target, n_total, syn_rule, rule_f, rule_i, traces,
               amp_minus, clips, hw):
@@ -58,10 +67,8 @@ def pre_spike(weight, wb, elig, b, lo, hi, target, n_total, syn_rule, rule_f, ru
     (:mod:`spiking.synapses.array_write`) as one tuple."""
     s0 = lo
     while s0 < hi:
+        s1 = _run_end(syn_rule, s0, hi)
         k = syn_rule[s0]
-        s1 = s0 + 1
-        while s1 < hi and syn_rule[s1] == k:
-            s1 += 1
         if k >= 0:
             _depress(weight, wb, elig, b, s0, s1, k, target, n_total, rule_f, rule_i, traces,
                      amp_minus[k], clips, hw)
@@ -103,16 +110,14 @@ def _depress(weight, wb, elig, b, s0, s1, k, target, n_total, rule_f, rule_i, tr
 
 
 @njit(cache=True, nogil=True)
-def post_spike(weight, wb, elig, b, j, csc_ptr, csc_syn, csc_pre, syn_rule, rule_f, rule_i,
+def post_spike(weight, wb, elig, b, j, csc_ptr, csc_syn, csc_pre, csc_rule, rule_f, rule_i,
                traces, amp_plus, clips, hw):
     """A postsynaptic spike of neuron j: step 2 at its incoming plastic synapses,
     one run of synapses of the same rule at a time."""
     q0, end = csc_ptr[j], csc_ptr[j + 1]
     while q0 < end:
-        k = syn_rule[csc_syn[q0]]
-        q1 = q0 + 1
-        while q1 < end and syn_rule[csc_syn[q1]] == k:
-            q1 += 1
+        q1 = _run_end(csc_rule, q0, end)
+        k = csc_rule[q0]
         _potentiate(weight, wb, elig, b, q0, q1, k, csc_syn, csc_pre, rule_f, rule_i, traces,
                     amp_plus[k], clips, hw)
         q0 = q1
