@@ -114,22 +114,6 @@ def _external(row, lo, spikes, counts, n_spikes):
 
 
 @njit(cache=True, nogil=True)
-def _scatter(ring_slot, target, weight, lo, hi, count):
-    """Deliver synapses [lo, hi) of one spiking neuron (``count`` spikes) into
-    one slot of the ring buffer: the fast path for rows with a single delay."""
-    for k in range(lo, hi):
-        ring_slot[target[k]] += weight[k] * count
-
-
-@njit(cache=True, nogil=True)
-def _add(ring_slot, target, lo, hi, value):
-    """:func:`_scatter` for a row whose synapses all have one weight (value =
-    weight × count): the weights need not be read."""
-    for k in range(lo, hi):
-        ring_slot[target[k]] += value
-
-
-@njit(cache=True, nogil=True)
 def _amplitudes(b, rule_f, rule_i, mod_state, mod_i, lr, amp):
     """This step's STDP amplitudes per rule: a constant times the learning-rate
     decay, or a modulator's value (the NALSM astrocyte) times a scale."""
@@ -220,12 +204,18 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
                 rec_n[b] = n + 1
             lo, hi = indptr[j], indptr[j + 1]
             if row_delay[j] >= 0 and not hw_any:
+                # one delay for the row: one ring slot (indexed in place: an array view
+                # per spike would cost numba's reference counting)
                 arrive = slot + row_delay[j]
-                ring_slot = ring[arrive - depth if arrive >= depth else arrive, b]
-                if row_weight[j] == row_weight[j]:  # one weight for the row (not NaN)
-                    _add(ring_slot, target, lo, hi, row_weight[j] * c)
+                if arrive >= depth:
+                    arrive -= depth
+                value = row_weight[j] * c
+                if value == value:  # one weight for the row (not NaN): no weight reads
+                    for k in range(lo, hi):
+                        ring[arrive, b, target[k]] += value
                 else:
-                    _scatter(ring_slot, target, weight[wb], lo, hi, c)
+                    for k in range(lo, hi):
+                        ring[arrive, b, target[k]] += weight[wb, k] * c
             else:
                 for k in range(lo, hi):
                     arrive = slot + delay[k]
