@@ -139,7 +139,6 @@ class Simulator:
         n_steps = self.spec.n_steps if n_steps is None else int(n_steps)
         inputs = self._check_inputs(inputs or {})
         signals = self._check_signals(signals or {}, n_steps)
-        run_start = self.backend.t
         backend = self.backend
         t_start = backend.t
         counts_before = backend.get_spike_counts()
@@ -154,13 +153,13 @@ class Simulator:
             chunk = backend.chunk_steps(n_steps - done)
             if sampler is not None:
                 chunk = sampler.limit(chunk)
-            rec = backend.advance(chunk, self._external(backend.t, chunk, inputs, run_start),
-                                  self._signals(backend.t - run_start, chunk, signals))
+            rec = backend.advance(chunk, self._external(backend.t, chunk, inputs, t_start),
+                                  self._signals(backend.t - t_start, chunk, signals))
             self._check_error(rec, backend.t - chunk)
             records.append(rec)
             done += chunk
             if sampler is not None:
-                sampler.after_chunk()
+                sampler.sample()
             elapsed = time.perf_counter() - began
             if bar is None and progress is not False and done < n_steps and (
                     progress or elapsed * n_steps / done > PROGRESS_AFTER_S):
@@ -249,7 +248,8 @@ class Simulator:
             backend.signal_held = out[-1].copy()
         return out
 
-    def _external(self, t0: int, n: int, inputs: Dict[str, np.ndarray], run_start: int = 0) -> np.ndarray:
+    def _external(self, t0: int, n: int, inputs: Dict[str, np.ndarray],
+                  run_start: int = 0) -> np.ndarray:
         """uint8 [n, Bx, n_ext] spikes of array/event sources for steps [t0, t0 + n)
         since the last reset; ``inputs`` rows count from ``run_start`` (the
         run's first step), the file's events and spike arrays from the reset."""

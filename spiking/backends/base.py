@@ -36,29 +36,27 @@ RECORD_BUDGET = 1 << 22   # spike records per instance per chunk
 MAX_CHUNK = 2000          # steps per chunk (progress-bar granularity)
 
 
-def row_delays(indptr: np.ndarray, delay: np.ndarray) -> np.ndarray:
-    """Per presynaptic neuron: the delay (steps) all its synapses share, or -1
-    when they differ or it has none (the kernels' fast path needs one delay per row)."""
-    out = np.full(indptr.size - 1, -1, dtype=np.int64)
+def _row_constant(indptr: np.ndarray, values: np.ndarray, missing) -> np.ndarray:
+    """Per CSR row: the value all its entries share, else (or for an empty row) ``missing``."""
+    out = np.full(indptr.size - 1, missing, dtype=np.result_type(values, np.asarray(missing)))
     rows = np.nonzero(np.diff(indptr) > 0)[0]
     if rows.size:
         starts = indptr[rows]
-        low = np.minimum.reduceat(delay, starts)
-        high = np.maximum.reduceat(delay, starts)
-        out[rows] = np.where(low == high, low, -1)
+        low = np.minimum.reduceat(values, starts)
+        high = np.maximum.reduceat(values, starts)
+        out[rows] = np.where(low == high, low, missing)
     return out
+
+
+def row_delays(indptr: np.ndarray, delay: np.ndarray) -> np.ndarray:
+    """Per presynaptic neuron: the delay (steps) all its synapses share, or -1
+    when they differ or it has none (the kernels' fast path needs one delay per row)."""
+    return _row_constant(indptr, delay.astype(np.int64), -1)
 
 
 def row_weights(indptr: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Per presynaptic neuron: the weight all its synapses share (float64), or NaN."""
-    out = np.full(indptr.size - 1, np.nan)
-    rows = np.nonzero(np.diff(indptr) > 0)[0]
-    if rows.size:
-        starts = indptr[rows]
-        low = np.minimum.reduceat(weight, starts)
-        high = np.maximum.reduceat(weight, starts)
-        out[rows] = np.where(low == high, low, np.nan)
-    return out
+    return _row_constant(indptr, weight.astype(np.float64), np.nan)
 
 
 @dataclass

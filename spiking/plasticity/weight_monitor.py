@@ -43,12 +43,8 @@ class WeightSampler:
         nxt = min(t + e - (t - self.t_start) % e for e in self.every)
         return max(1, min(chunk, nxt - t))
 
-    def after_chunk(self) -> None:
-        t = self.backend.t
-        if t == self.t_end or any((t - self.t_start) % e == 0 for e in self.every):
-            self.sample()
-
     def sample(self) -> None:
+        """Sample the monitors that are due at the current step (and all at the end)."""
         backend, t = self.backend, self.backend.t
         for k, m in enumerate(self.monitors):
             if (t - self.t_start) % self.every[k] and t != self.t_end:
