@@ -13,7 +13,9 @@ sum of the spikes back-propagated (surrogate gradients). Ours is
 through time); the Linear layer is applied to the whole sequence at once
 (its input does not depend on the neurons), as the norse and snnTorch
 benchmark code does too. Times are the median of ``--repeats`` after a warm-up,
-in milliseconds, with the ratio to ours. Peers that are not installed are
+in milliseconds, with the ratio to ours: wall time (synchronised) on CUDA, CPU
+time of the process on the CPU (steadier on a shared machine; run it with
+``OMP_NUM_THREADS=1`` for one-thread figures). Peers that are not installed are
 skipped (``bash benchmarks/install_peers.sh``).
 """
 from __future__ import annotations
@@ -85,13 +87,14 @@ def time_it(make, n, device, repeats):
         loss.backward()
         _sync(device)
 
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
     try:
         once()  # warm-up (and compilation)
         times = []
         for _ in range(repeats):
-            began = time.perf_counter()
+            began = clock()
             once()
-            times.append(time.perf_counter() - began)
+            times.append(clock() - began)
     except Exception as e:  # a peer failing must not hide the others
         return None, f"failed: {type(e).__name__}: {str(e)[:80]}"
     return statistics.median(times) * 1000, ""
@@ -107,7 +110,7 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"layer benchmark: Linear(n, n) + LIF, batch {BATCH}, {STEPS} steps, forward + backward; "
-          f"{name}; torch {torch.__version__}")
+          f"{name}; torch {torch.__version__}; {'wall' if device.type == 'cuda' else 'CPU'} time")
     print(f"{'n':>6} {'library':<22} {'ms':>10} {'vs ours':>8}")
     for n in args.sizes:
         peers = [("spiking (ours)", lambda: ours(n, device)),

@@ -90,9 +90,11 @@ def epoch_key(key: np.uint64, epoch: int) -> np.uint64:
 
 
 def set_stream_epoch(backend: ArrayBackend, epoch: int) -> None:
-    """Re-key the run-time streams of every population for ``epoch``."""
+    """Re-key the run-time streams of every population, and the arrays' read noise,
+    for ``epoch``."""
     backend.set_stream_keys(np.array([epoch_key(p.stream_key, epoch)
                                       for p in backend.spec.populations], np.uint64))
+    backend.hw_key = epoch_key(backend.hw_read_key, epoch)
 
 
 class Simulator:

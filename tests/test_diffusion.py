@@ -185,6 +185,36 @@ def test_tsm_initialised_at_one_equals_no_tsm():
     assert not torch.allclose(plain(x, t), with_tsm(x, t))
 
 
+def test_input_skip_starts_as_no_skip_and_learns_gains():
+    torch.manual_seed(0)
+    plain = UNet(tiny_model_config())
+    skipped = UNet(tiny_model_config(input_skip=2))
+    load_weights(skipped, plain.state_dict(), "plain", allow_missing=lambda key: key.startswith("skip_"))
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([5, 500])
+    for mode in ("train", "eval"):
+        getattr(plain, mode)(), getattr(skipped, mode)()
+        assert torch.equal(plain(x, t), skipped(x, t))
+    skipped.train()
+    skipped(x, t).pow(2).mean().backward()
+    assert skipped.skip_gain.bias.grad.abs().sum() > 0  # the gains leave 0 at the first step
+    with torch.no_grad():
+        skipped.skip_gain.bias.fill_(1.0)
+    plain.train()
+    assert not torch.allclose(plain(x, t), skipped(x, t))
+
+
+def test_checkpoint_from_before_a_new_model_key_still_resumes(tmp_path, pixels):
+    config = write_config(tmp_path)
+    trainer(config, tmp_path / "run", pixels, overrides=["diffusion.train.steps=2"]).run()
+    path = tmp_path / "run" / "checkpoint.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["config"]["diffusion"]["model"]["input_skip"]  # as written before the key existed
+    torch.save(checkpoint, path)
+    assert trainer(config, tmp_path / "run", pixels).step == 2
+    with pytest.raises(SpikingError, match="model.input_skip: checkpoint 0, config 2"):
+        trainer(config, tmp_path / "run", pixels, overrides=["diffusion.model.input_skip=2"])
+
+
 def test_energy_counts_accumulates_for_spikes_and_macs_for_the_ann():
     torch.manual_seed(0)
     x, t = torch.randn(2, 1, 28, 28), torch.tensor([1, 900])

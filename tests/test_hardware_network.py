@@ -43,6 +43,18 @@ def test_noisy_array_parity_and_per_instance_programming(tmp_path):
     assert not np.array_equal(soft.counts("E"), ra.counts("E"))
 
 
+def test_read_noise_follows_the_noise_epoch(tmp_path):
+    net = load(tmp_path, dict(RRAM, read_noise=0.3))
+    first = net.run(progress=False).spikes["E"]
+    net.reset()                     # epoch 1: fresh read noise (inputs and weights unchanged)
+    second = net.run(progress=False).spikes["E"]
+    net.reset(epoch=0)              # the first run again, bit for bit
+    again = net.run(progress=False).spikes["E"]
+    assert not np.array_equal(first["t"], second["t"])
+    np.testing.assert_array_equal(first["t"], again["t"])
+    np.testing.assert_array_equal(first["i"], again["i"])
+
+
 def test_bad_hardware_block(tmp_path):
     with pytest.raises(ConfigError, match=r"projections\.EE\.hardware"):
         load(tmp_path, {"device": "rram", "g_min": 50, "g_max": 10})

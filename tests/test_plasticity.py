@@ -154,6 +154,10 @@ def test_weights_restored_only_when_asked(tmp_path):
     ("plasticity: {rule: hebb, w_min: 0, w_max: 1}", "rule"),
     ("plasticity: {preset: nope}", "preset"),
     ("plasticity: {rule: stdp, w_min: 0, w_max: 1, tau_plus: -3 ms}", "tau_plus"),
+    ("plasticity: {rule: stdp, w_min: 0, w_max: 1, update: multiplicative, schedule: deferred}",
+     "schedule"),
+    ("plasticity: {rule: three_factor, modulator: r, w_min: 0, w_max: 1, schedule: deferred}",
+     "schedule"),
 ])
 def test_bad_rules_are_rejected_at_validation(tmp_path, text, message):
     lines = PAIR_NET.splitlines()
@@ -163,6 +167,69 @@ def test_bad_rules_are_rejected_at_validation(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as err:
         spiking.load(str(write(tmp_path, bad, UPDATE="additive", PAIRING="all_to_all")))
     assert f"net.yaml:{at + 1}" in str(err.value) and "projections.plastic.plasticity" in str(err.value)
+
+
+def test_deferred_schedule_window_matches_analytic(tmp_path):
+    # Δ = 0 (pre and post in one step) goes through the same-step path, the others
+    # through the sums settled at the next pre spike or the end of the run
+    path = write(tmp_path, PAIR_NET.replace("pairing: PAIRING}", "pairing: all_to_all, schedule: deferred}"),
+                 UPDATE="additive")
+    net = spiking.load(str(path), instances=len(DELTAS))
+    events = np.zeros((200, len(DELTAS), 2), np.uint8)
+    for b, d in enumerate(DELTAS):
+        events[100, b, 0] = 1
+        events[100 + d - 1, b, 1] = 1
+        events[130, b, 0] = 1          # a second pre spike settles the pending potentiation
+    w0 = net.weights("plastic").copy()
+    net.run(inputs={"ev": events}, progress=False)
+    path = write(tmp_path, PAIR_NET.replace("pairing: PAIRING}", "pairing: all_to_all}"),
+                 UPDATE="additive", name="eager.yaml")
+    eager = spiking.load(str(path), instances=len(DELTAS))
+    eager.run(inputs={"ev": events}, progress=False)
+    dw = (net.weights("plastic") - w0)[:, 0]
+    np.testing.assert_allclose(dw, (eager.weights("plastic") - w0)[:, 0], rtol=1e-5, atol=2e-7)
+    expected = [analytic(d) + analytic(d - 30) for d in DELTAS]   # both pre spikes pair
+    np.testing.assert_allclose(dw, expected, rtol=1e-4, atol=2e-7)
+
+
+DEFERRED = {"rule": "stdp", "a_plus": 0.3, "a_minus": 0.32, "w_min": 0, "w_max": 1,
+            "tau_plus": "2 ms", "tau_minus": "5 ms"}   # settles every 320 steps; clips often
+
+
+def test_deferred_schedule_equals_eager(tmp_path):
+    """Deferred potentiation gives the eager weights up to float rounding, with
+    settlements inside a run and between chunks, clipping at both bounds, a
+    negative a_plus (inhibitory), and on torch (which runs the rule eagerly)."""
+    results = {}
+    for backend, schedule in (("numba", "eager"), ("numba", "deferred"), ("torch", "deferred")):
+        rules = {"projections.EE.plasticity": dict(DEFERRED, schedule=schedule),
+                 "projections.dE.plasticity": dict(DEFERRED, schedule=schedule, a_plus=0.05),
+                 "projections.IE.plasticity": dict(DEFERRED, schedule=schedule, a_plus=-0.3,
+                                                   a_minus=-0.2, w_min=-1.5, w_max=0)}
+        net = spiking.load(str(write(tmp_path, LIF_NET)), rules, backend=backend, instances=2,
+                           device="cpu")
+        first = net.run(progress=False)
+        second = net.run("37 ms", progress=False)
+        results[backend, schedule] = ({p: net.weights(p) for p in ("EE", "dE", "IE")},
+                                      first.counts("E"), second.counts("E"),
+                                      net.backend.clip_counts())
+    eager = results["numba", "eager"]
+    for key in (("numba", "deferred"), ("torch", "deferred")):
+        weights, first, second, clips = results[key]
+        for p, w in weights.items():
+            np.testing.assert_allclose(w, eager[0][p], atol=4e-6, err_msg=f"{key} {p}")
+        np.testing.assert_array_equal(first, eager[1])
+        np.testing.assert_array_equal(second, eager[2])
+    assert eager[3]["EE"] > 0 and eager[3]["dE"] > 0, "the rules must clip"
+    deferred_clips = results["numba", "deferred"][3]
+    assert all(0 < deferred_clips[p] <= eager[3][p] for p in ("EE", "dE")), "clips counted once per sum"
+
+
+def test_deferred_schedule_not_on_hardware(tmp_path):
+    with pytest.raises(ConfigError, match="deferred"):
+        spiking.load(str(write(tmp_path, LIF_NET)),
+                     {"projections.EE.plasticity": dict(DEFERRED, schedule="deferred"),
+                      "projections.EE.hardware": {"device": "ideal"}})
 
 
 def test_weight_monitor_records_mean_and_histogram(tmp_path):

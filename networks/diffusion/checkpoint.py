@@ -105,7 +105,7 @@ def architecture_differences(saved: Dict[str, Any], wanted: Dict[str, Any], igno
 
 def check_architecture(checkpoint: Dict[str, Any], config: SDMConfig, ignore: tuple = ()) -> None:
     """Raise if the checkpoint's model or schedule differ from ``config`` (except ``ignore``)."""
-    saved = checkpoint["config"]["diffusion"]
+    saved = checkpoint_config(checkpoint).diffusion.model_dump()  # keys added since: their defaults
     wanted = config.diffusion.model_dump()
     differences = [f"model.{line}" for line in
                    architecture_differences(saved["model"], wanted["model"], ignore)]

@@ -42,6 +42,8 @@ class ModelConfig(_Section):
     surrogate_alpha: float = Field(2.0, gt=0.0, description="ATan surrogate sharpness")
     tsm: bool = Field(False, description="temporal-wise spiking mechanism: a learnable gain per step")
     output_decay: float = Field(0.8, gt=0.0, le=1.0, description="weight ratio between successive steps at the output")
+    input_skip: int = Field(0, ge=0, description="analog skip: channels of a 3x3 conv of x_t added to the output "
+                                                "with gains set by the time embedding (0: off)")
 
     @property
     def downsampling_factor(self) -> int:

@@ -169,7 +169,9 @@ class ArrayBackend:
             self.arrays = program(spec, w, B)
             self.hw_table = read_table(spec, self.arrays)
             self.hw_write_table, self.hw_devices0 = write_state(spec, self.arrays, B)
-        self.hw_key = np.uint64(stream_key(spec.seed, "hardware", "read"))
+        # read noise: keyed by step and by the noise epoch (engine.set_stream_epoch)
+        self.hw_read_key = np.uint64(stream_key(spec.seed, "hardware", "read"))
+        self.hw_key = self.hw_read_key
         self.syn_projection = self._array(c.projection, np.int16)
         self.initial_weight = w
         self.depth = spec.ring_length
@@ -214,18 +216,25 @@ class ArrayBackend:
 
         B = self.instances
         self.state = self._array(np.repeat(self.state0[:, None, :], B, axis=1))
-        self.ring = self._zeros((self.depth, B, 3 * self.spec.n_total), np.float64)
+        self.ring = self._cleared(getattr(self, "ring", None), (self.depth, B, 3 * self.spec.n_total),
+                                  np.float64)
         self.spike_counts = self._zeros((B, self.spec.n_total), np.int64)
         self.t = 0
         if weights:
-            self.weight = self._array(self.initial_weight.copy(), np.float32)
+            if self.learns and getattr(self, "weight", None) is not None:
+                # in place: a fresh copy per reset costs its page faults (weights are copied
+                # wherever they are handed out, and no row-weight cache serves learning)
+                self.weight[...] = self._array(self.initial_weight)
+            else:
+                self.weight = self._array(self.initial_weight.copy(), np.float32)
             self._reset_devices()
         self.hw_writes_at_reset = np.array(self.to_numpy(self.hw_write["writes"]))
         L = self.layout
         K, M = max(L.n_rules, 1), max(len(L.mod_names), 1)
         mod_state, mod_aux = modulators.initial_state(L, B)
+        old = getattr(self, "learning", {})
         self.learning = {
-            "traces": self._zeros((B, max(L.n_traces, 1)), np.float32),
+            "traces": self._cleared(old.get("traces"), (B, max(L.n_traces, 1)), np.float32),
             "trace_decay": self._array(trace_decay_table(L)),
             "elig": self._zeros((B, self.spec.connectivity.nnz) if L.needs_eligibility else (1, 1), np.float32),
             "lr": self._array(np.ones((B, K), np.float32)),
@@ -234,10 +243,21 @@ class ArrayBackend:
             "mod_state": self._array(mod_state),
             "mod_aux": self._array(mod_aux),
             "astro_drive": self._zeros((B, M), np.int64),
+            # deferred STDP (numba): per post neuron, the sum P of stdp.py's "Deferred"
+            "defer_sum": self._cleared(old.get("defer_sum"), (B, max(L.n_traces, 1))
+                                       if L.deferred_span else (1, 1), np.float64),
         }
         self.signal_held = np.zeros((1, max(L.n_signal_cols, 1)), np.float32)
         for name, (col, size) in L.signal_cols.items():
             self.signal_held[:, col:col + size] = L.mod_f[L.mod_names.index(name), M_INITIAL]
+
+    def _cleared(self, current, shape, dtype):
+        """``current`` zeroed in place when it has ``shape``, else a new zero array (big
+        buffers are reused across resets: new ones cost page faults every time)."""
+        if current is not None and tuple(current.shape) == tuple(shape):
+            current[...] = 0
+            return current
+        return self._zeros(shape, dtype)
 
     # -- chunks ---------------------------------------------------------------------------
     def chunk_steps(self, steps_left: int) -> int:

@@ -133,15 +133,18 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
               row_weight, weight,
               record_flag, rec_t, rec_i, rec_n, spike_counts, pop_counts,
               mon_neuron, mon_row, mon_every, mon_out, error, scratch_idx, scratch_cnt,
-              learn, rule_f, rule_i, syn_rule, csc_ptr, csc_syn, csc_pre, csc_rule,
-              plastic_syn, plastic_pre, plastic_post, traces, trace_decay, elig, lr, clips, amp,
-              mod_state, mod_aux, mod_i, mod_f, astro_sign, astro_drive, signal_in,
+              learn, rule_f, rule_i, syn_rule, row_run, run_lo, csc_ptr, csc_syn, csc_pre,
+              csc_rule, plastic_syn, plastic_pre, plastic_post, traces, trace_decay, elig, lr,
+              clips, amp, mod_state, mod_aux, mod_i, mod_f, astro_sign, astro_drive, signal_in,
+              defer_span, defer_sum, defer_snap,
               syn_proj, hw_table, hw_key, hw_any, hw_learn, hw_wtable, hw_wkey, hw_g, hw_level,
               hw_writes, hw_frozen):
     """Advance instance b by ``n_steps`` steps starting at step ``t0``.
 
     error[b] = (step, population) of the first NaN/Inf, else (-1, -1).
-    With ``learn``, plasticity and modulators run too (see spiking.plasticity).
+    With ``learn``, plasticity and modulators run too (see spiking.plasticity);
+    deferred STDP rules settle every ``defer_span`` steps and at the chunk's end
+    (0: no deferred rule).
     """
     n_total = state.shape[2]
     depth = ring.shape[0]
@@ -157,9 +160,22 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
     fired = np.empty(n_total, np.uint8)
     drive = astro_drive[b]
     hw = (hw_learn, syn_proj, hw_wtable, hw_wkey, hw_g, hw_level, hw_writes, hw_frozen)
+    deferred = learn and defer_span > 0
+    amp_plus, amp_minus = amp[b, :, 0], amp[b, :, 1]   # views: amp changes in place
+    spiked = np.zeros(n_total, np.uint8)   # this step's spikes (deferred rules)
+    h = np.ones(rule_i.shape[0])
+    inv_h = np.ones(rule_i.shape[0])
+    age = 0   # steps since deferred sums were last settled
     for tt in range(n_steps):
         t = t0 + tt
         slot = t % depth
+        if deferred:
+            if age == defer_span:
+                stdp.settle(weight, wb, b, row_run, run_lo, target, n_total, syn_rule, rule_f,
+                            rule_i, traces, defer_sum, defer_snap, inv_h, clips)
+                age = 0
+            age += 1
+            stdp.deferred_factors(rule_f, rule_i, age, h, inv_h)
         if learn:
             stdp.decay_traces(traces, trace_decay, b)
             modulators.begin_step(b, sb, tt, mod_state, mod_i, signal_in, traces)
@@ -193,6 +209,10 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
         # propagate: each spike walks its CSR row into the ring buffer (a row
         # on a resistive array is read through it); plastic synapses of the
         # row then see the presynaptic spike
+        if deferred:
+            stdp.catch_up(weight, wb, b, spikes, n_spikes, row_run, run_lo, target, n_total,
+                          syn_rule, rule_f, rule_i, traces, defer_sum, defer_snap, inv_h, clips,
+                          spiked)
         for s in range(n_spikes):
             j = spikes[s]
             c = counts[s]
@@ -225,16 +245,16 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
                     if hw_any:
                         w = array_read.read(w, hw_table, syn_proj[k], hw_key, t, b, k)
                     ring[arrive, b, target[k]] += w * c
-            if learn:
-                stdp.pre_spike(weight, wb, elig, b, lo, hi, target, n_total, syn_rule, rule_f,
-                               rule_i, traces, amp[b, :, 1], clips, hw)
         if learn:
-            for s in range(n_spikes):
-                stdp.post_spike(weight, wb, elig, b, spikes[s], csc_ptr, csc_syn, csc_pre,
-                                csc_rule, rule_f, rule_i, traces, amp[b, :, 0], clips, hw)
-            for s in range(n_spikes):
-                stdp.bump_traces(traces, b, spikes[s], rule_f, rule_i)
-                modulators.on_spike(b, spikes[s], counts[s], mod_i, astro_sign, drive, traces)
+            # rows are disjoint, so a spike's depression may follow every propagation
+            stdp.pre_spikes(weight, wb, elig, b, spikes, n_spikes, row_run, run_lo, target,
+                            n_total, syn_rule, rule_f, rule_i, traces, amp_minus, amp_plus, clips, hw,
+                            spiked, defer_snap, h)
+            stdp.post_spikes(weight, wb, elig, b, spikes, n_spikes, csc_ptr, csc_syn, csc_pre,
+                             csc_rule, rule_f, rule_i, traces, amp_plus, clips, hw)
+            stdp.bump_traces(traces, b, spikes, n_spikes, rule_f, rule_i, amp_plus, defer_sum, h,
+                             spiked)
+            modulators.on_spikes(b, spikes, counts, n_spikes, mod_i, astro_sign, drive, traces)
             three_factor.apply(weight, wb, elig, b, rule_f, rule_i, plastic_syn, plastic_pre,
                                plastic_post, traces, mod_state, mod_i, lr, clips, hw_learn,
                                syn_proj, hw_wtable, hw_wkey, hw_g, hw_level, hw_writes, hw_frozen)
@@ -245,6 +265,9 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
         for m in range(mon_neuron.shape[0]):
             if t % mon_every[m] == 0:
                 mon_out[tt, b, m] = state[mon_row[m], b, mon_neuron[m]]
+    if deferred and age > 0:
+        stdp.settle(weight, wb, b, row_run, run_lo, target, n_total, syn_rule, rule_f, rule_i,
+                    traces, defer_sum, defer_snap, inv_h, clips)
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -289,6 +312,14 @@ class NumbaBackend(ArrayBackend):
             self._row_weight_key = key
         return self._row_weight
 
+    def _deferred_snap(self) -> np.ndarray:
+        """float64 [B, nnz] per-synapse sums of the deferred rules (stdp.py, "Deferred");
+        kept across resets: an entry is only read after its pre neuron spiked in the run."""
+        shape = (self.instances, self.spec.connectivity.nnz) if self.layout.deferred_span else (1, 1)
+        if getattr(self, "_snap", None) is None or self._snap.shape != shape:
+            self._snap = np.zeros(shape)
+        return self._snap
+
     def _run_chunk(self, t0, n_steps, ext, signals, rec):
         L, P = self.layout, self.learning
         work = n_steps * self.instances * (self.spec.n_total + self.spec.connectivity.nnz // 10)
@@ -300,10 +331,11 @@ class NumbaBackend(ArrayBackend):
                 self.record_flag, rec.spike_t, rec.spike_i, rec.spike_n, self.spike_counts,
                 rec.pop_counts, self.mon_neuron, self.mon_row, self.mon_every, rec.state,
                 rec.error, self.scratch_idx, self.scratch_cnt,
-                self.learns, L.rule_f, L.rule_i, L.syn_rule, L.csc_ptr, L.csc_syn, L.csc_pre,
-                L.csc_rule, L.plastic_syn, L.plastic_pre, L.plastic_post, P["traces"],
-                P["trace_decay"], P["elig"], P["lr"], P["clips"], P["amp"], P["mod_state"],
+                self.learns, L.rule_f, L.rule_i, L.syn_rule, L.row_run, L.run_lo, L.csc_ptr,
+                L.csc_syn, L.csc_pre, L.csc_rule, L.plastic_syn, L.plastic_pre, L.plastic_post,
+                P["traces"], P["trace_decay"], P["elig"], P["lr"], P["clips"], P["amp"], P["mod_state"],
                 P["mod_aux"], L.mod_i, L.mod_f, L.astro_sign, P["astro_drive"], signals,
-                self.syn_projection, self.hw_table, self.hw_key, bool(self.arrays),
+                L.deferred_span, P["defer_sum"], self._deferred_snap(), self.syn_projection,
+                self.hw_table, self.hw_key, bool(self.arrays),
                 *self.hardware_writes())
         (run_parallel if parallel else run_serial)(self.instances, args)

@@ -542,6 +542,10 @@ class PlasticityConfig(Section):
     three_factor: the same pairing (or a Hebbian/pre-only term) feeds an
     eligibility trace e with time constant ``tau_eligibility``, and
     dw/dt = eta * gate * modulator * e.
+    schedule (stdp, additive): ``eager`` applies each potentiation at the post
+    spike; ``deferred`` sums a synapse's potentiations and applies them at its
+    next presynaptic spike (or the end of a run): the same weights up to
+    rounding, at a cost that follows presynaptic spikes (docs/plasticity.md).
     """
 
     rule: Literal["stdp", "three_factor"]
@@ -553,6 +557,7 @@ class PlasticityConfig(Section):
     a_minus: Amplitude = 0.012
     update: Literal["additive", "multiplicative"] = "additive"
     pairing: Literal["all_to_all", "nearest"] = "all_to_all"
+    schedule: Literal["eager", "deferred"] = "eager"
     w_min: Optional[float] = None
     w_max: Optional[float] = None
     lr_decay: Annotated[float, Field(gt=0, le=1)] = 1.0   # factor per ms on the learning rates
@@ -578,6 +583,9 @@ class PlasticityConfig(Section):
             raise FieldError(f"w_min ({self.w_min:g}) must be <= w_max ({self.w_max:g})", "w_min")
         if self.update == "multiplicative" and self.w_min == self.w_max:
             raise FieldError("multiplicative updates need w_min < w_max", "update")
+        if self.schedule == "deferred" and (self.rule != "stdp" or self.update != "additive"):
+            raise FieldError("schedule: deferred is for additive stdp rules (a multiplicative or "
+                             "three_factor rule needs the weight at every pairing)", "schedule")
         names = []
         for key in ("a_plus", "a_minus"):
             amp = getattr(self, key)
@@ -657,6 +665,11 @@ class ProjectionConfig(Section):
             with at("connector"):
                 _check_sizes(self.connector, populations[self.pre].size,
                              populations[self.post].size)
+        if self.hardware is not None and self.plasticity is not None and \
+                self.plasticity.schedule == "deferred":
+            with at("plasticity"):
+                raise FieldError("schedule: deferred cannot run on a hardware projection (every "
+                                 "weight change is a device write); use eager", "schedule")
         return self
 
 

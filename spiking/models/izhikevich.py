@@ -180,9 +180,10 @@ def _dvdt_torch(v, u, i):
 
 
 def step_torch(state, coef, syn_e, syn_i, syn_v, options, noise):
-    """Advance a [B, n] block by one step, in place; returns the spike mask.
-    noise: None, or (when any neuron has i_noise > 0) a callable giving this
-    step's standard normals [B, n] (float64).
+    """Advance a [B, n] block by one step, in place; returns the spike mask [B, n]
+    and, per instance, whether a v or u is not finite [B].
+    noise: None, or (when any neuron has i_noise > 0) this step's standard
+    normals [B, n] (float64).
     Same operations, in the same order, as :func:`step_numba`."""
     import torch
 
@@ -193,7 +194,7 @@ def step_torch(state, coef, syn_e, syn_i, syn_v, options, noise):
     dt = coef[DT]
     current = coef[I_OFFSET] + i_e + i_i
     if noise is not None:
-        current = current + coef[NOISE] * noise().to(torch.float32)
+        current = current + coef[NOISE] * noise.to(torch.float32)
     if options.get("scheme", "izhikevich2003") == "izhikevich2003":
         h = dt * float(HALF)
         v = v + h * _dvdt_torch(v, u, current)
@@ -204,8 +205,10 @@ def step_torch(state, coef, syn_e, syn_i, syn_v, options, noise):
         v = v + dt * _dvdt_torch(v, u, current)
         u = u + dt * (coef[A] * (coef[B] * v_old - u))
     spiked = v >= coef[V_PEAK]
-    state[V] = torch.where(spiked, coef[C].expand_as(v), v)
-    state[U] = torch.where(spiked, u + coef[D], u)
+    v = torch.where(spiked, coef[C].expand_as(v), v)
+    u = torch.where(spiked, u + coef[D], u)
+    state[V] = v
+    state[U] = u
     state[I_E] = i_e * coef[P_EE]
     state[I_I] = i_i * coef[P_II]
-    return spiked
+    return spiked, ~(torch.isfinite(v) & torch.isfinite(u)).all(dim=1)

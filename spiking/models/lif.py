@@ -162,31 +162,29 @@ def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t,
 
 
 def step_torch(state, coef, syn_e, syn_i, syn_v, options, noise):
-    """Advance a [B, n] block by one step, in place; returns the spike mask.
+    """Advance a [B, n] block by one step, in place; returns the spike mask [B, n]
+    and, per instance, whether a v is not finite [B].
 
-    state: [N_STATE, B, n] float32 view; coef: [N_COEF, n]; syn_*: this step's
-    delivered input, float32 [B, n]; options: the population's options; noise:
-    unused (the signature is shared by all models). Same operations, in the same order, as
-    :func:`step_numba`.
+    state: [N_STATE, B, n] float32 view; coef: [N_COEF, n] (or a tuple of its rows);
+    syn_*: this step's delivered input, float32 [B, n]; options: the population's
+    options; noise: unused (the signature is shared by all models). Same operations,
+    in the same order, as :func:`step_numba`. Pure tensor code, so ``torch.compile``
+    can fuse it (``spiking.backends.torch_backend.CompiledStep``).
     """
     import torch
 
-    i_e = state[I_E] + syn_e
-    i_i = state[I_I] + syn_i
-    v = state[V] + syn_v
-    refractory = state[REF_LEFT] > 0
-    state[REF_LEFT] = torch.where(refractory, state[REF_LEFT] - 1, state[REF_LEFT])
-    integrated = v * coef[P_VV] + coef[C_V] + i_e * coef[P_VE] + i_i * coef[P_VI]
+    # in place where the numba kernel's order allows: fewer tensor operations per step
+    ref = state[REF_LEFT]                                   # whole steps left, >= 0
+    free = ref <= 0
+    i_e = state[I_E].add_(syn_e)
+    i_i = state[I_I].add_(syn_i)
+    v = (state[V] + syn_v).mul_(coef[P_VV]).add_(coef[C_V]).add_(i_e * coef[P_VE]).add_(i_i * coef[P_VI])
     if options.get("refractory", "clamp") == "clamp":
-        v = torch.where(refractory, state[V], integrated)
-    else:
-        v = integrated
-    i_e = i_e * coef[P_EE]
-    i_i = i_i * coef[P_II]
-    spiked = (v >= coef[V_THRESH]) & ~refractory
-    v = torch.where(spiked, coef[V_RESET].expand_as(v), v)
-    state[REF_LEFT] = torch.where(spiked, coef[REF_STEPS].expand_as(v), state[REF_LEFT])
-    state[V] = v
-    state[I_E] = i_e
-    state[I_I] = i_i
-    return spiked
+        v = torch.where(free, v, state[V])
+    ref.clamp_(min=1.0).sub_(1.0)                           # ref - 1 while refractory
+    i_e.mul_(coef[P_EE])
+    i_i.mul_(coef[P_II])
+    spiked = (v >= coef[V_THRESH]) & free
+    torch.where(spiked, coef[REF_STEPS], ref, out=ref)
+    torch.where(spiked, coef[V_RESET], v, out=state[V])
+    return spiked, ~torch.isfinite(state[V]).all(dim=1)

@@ -8,10 +8,15 @@ Rule tables (one row per plastic projection k):
 - ``rule_f`` float32 [K, NF]: amplitudes, trace decays, bounds, eta, decays
 - ``rule_i`` int64 [K, NI]: kind, options, neuron ranges, trace offsets,
   modulator indices, range in the plastic-synapse list
+A ``deferred`` rule (``schedule: deferred``) settles its potentiations at
+least every ``deferred_span`` steps: the span over which its weighting factor
+exp(steps · dt / tau_plus) stays below 1e8 (see stdp.py, "Deferred").
 Synapse tables: ``syn_rule`` int16 [nnz] (-1: static), ``csc_ptr``/``csc_syn``
 /``csc_pre``/``csc_rule`` (incoming plastic synapses per post neuron, their pre neuron and
 rule), ``plastic_syn``/``plastic_pre``/
-``plastic_post`` (plastic synapses grouped by rule).
+``plastic_post`` (plastic synapses grouped by rule), ``row_run``/``run_lo``
+(each CSR row cut into runs of one rule: row j's runs are r in
+[row_run[j], row_run[j+1]), run r the synapses [run_lo[r], run_lo[r+1])).
 Modulator tables (one row per modulator m): ``mod_i`` int64 [M, MI],
 ``mod_f`` float32 [M, MF], ``astro_sign`` int8 [M, N].
 """
@@ -29,8 +34,8 @@ from spiking.rng import generator
 A_PLUS, A_MINUS, X_DECAY, Y_DECAY, INC, W_MIN, W_MAX, E_DECAY, ETA, LR_DECAY, AP_SCALE, AM_SCALE = range(12)
 NF = 12
 # rule_i columns
-KIND, MULT, NEAREST, ELIG, PRE_LO, PRE_HI, POST_LO, POST_HI, X_OFF, Y_OFF, AP_MOD, AM_MOD, MOD, GATE, SYN_LO, SYN_HI = range(16)
-NI = 16
+KIND, MULT, NEAREST, ELIG, PRE_LO, PRE_HI, POST_LO, POST_HI, X_OFF, Y_OFF, AP_MOD, AM_MOD, MOD, GATE, SYN_LO, SYN_HI, DEFER = range(17)
+NI = 17
 STDP, THREE_FACTOR = 0, 1
 ELIG_STDP, ELIG_HEBBIAN, ELIG_PRE = 0, 1, 2
 # mod_i columns
@@ -41,6 +46,9 @@ MOD_KINDS = {"reward": REWARD, "signal": SIGNAL, "error": ERROR, "astrocyte": AS
 # mod_f columns
 M_DECAY, M_RATE, M_WEIGHT, M_BIAS, M_INITIAL, M_LR_DECAY, M_TRACE_DECAY, M_BASELINE = range(8)
 MF = 8
+# a deferred rule's weighting factor grows by exp(dt / tau_plus) per step; settling
+# before it passes exp(DEFERRED_RANGE) keeps its float64 sums to ~1e-8 relative
+DEFERRED_RANGE = 16.0
 
 
 @dataclass
@@ -65,6 +73,9 @@ class PlasticityLayout:
     n_mod_cols: int
     n_signal_cols: int
     signal_cols: Dict[str, tuple]   # modulator name -> (first column, size) in the signal input
+    row_run: np.ndarray = None      # int64 [n + 1]
+    run_lo: np.ndarray = None       # int64 [runs + 1]
+    deferred_span: int = 0          # steps between settlements of deferred rules (0: none)
 
     @property
     def active(self) -> bool:
@@ -144,6 +155,7 @@ def build_layout(spec) -> PlasticityLayout:
         rule_i[k, KIND] = THREE_FACTOR if cfg.rule == "three_factor" else STDP
         rule_i[k, MULT] = cfg.update == "multiplicative"
         rule_i[k, NEAREST] = cfg.pairing == "nearest"
+        rule_i[k, DEFER] = cfg.schedule == "deferred"
         rule_i[k, ELIG] = {"stdp": ELIG_STDP, "hebbian": ELIG_HEBBIAN, "pre": ELIG_PRE}[cfg.eligibility]
         rule_i[k, PRE_LO], rule_i[k, PRE_HI] = pre.offset, pre.stop
         rule_i[k, POST_LO], rule_i[k, POST_HI] = post.offset, post.stop
@@ -189,6 +201,8 @@ def build_layout(spec) -> PlasticityLayout:
     csc_ptr = np.zeros(n + 1, np.int64)
     np.add.at(csc_ptr, plastic_post + 1, 1)
     csc_ptr = np.cumsum(csc_ptr)
+    spans = [max(1, int(DEFERRED_RANGE * cfg.tau_plus / dt))
+             for cfg in (p.plasticity for p in plastic) if cfg.schedule == "deferred"]
     needs_e = any(rule_i[k, KIND] == THREE_FACTOR and rule_i[k, ELIG] != ELIG_PRE for k in range(K))
     return PlasticityLayout(
         n_rules=K, rule_f=rule_f, rule_i=rule_i, syn_rule=syn_rule, csc_ptr=csc_ptr,
@@ -197,4 +211,15 @@ def build_layout(spec) -> PlasticityLayout:
         plastic_pre=plastic_pre.astype(np.int64), plastic_post=plastic_post.astype(np.int64),
         n_traces=n_traces, needs_eligibility=needs_e, mod_names=mod_names, mod_i=mod_i,
         mod_f=mod_f, astro_sign=astro_sign, n_mod_cols=col, n_signal_cols=signal_col,
-        signal_cols=signal_cols)
+        signal_cols=signal_cols, deferred_span=min(spans, default=0),
+        **rule_runs(conn.indptr, syn_rule))
+
+
+def rule_runs(indptr: np.ndarray, syn_rule: np.ndarray) -> dict:
+    """``row_run`` and ``run_lo``: the CSR rows cut into runs of synapses of one rule."""
+    indptr = np.asarray(indptr, np.int64)
+    nnz = int(indptr[-1])
+    cuts = np.flatnonzero(np.diff(syn_rule.astype(np.int64)) != 0) + 1
+    run_lo = np.unique(np.concatenate([indptr[:-1][np.diff(indptr) > 0], cuts]).astype(np.int64))
+    run_lo = np.append(run_lo, nnz)
+    return {"row_run": np.searchsorted(run_lo, indptr).astype(np.int64), "run_lo": run_lo}

@@ -26,8 +26,9 @@ class TorchLearner:
         self.rule_f = arr(L.rule_f)
         self.rule_i = arr(L.rule_i)
         self.rule_i_host = L.rule_i
-        self.syn_rule = arr(L.syn_rule)
-        self.csc_ptr, self.csc_syn, self.csc_pre = arr(L.csc_ptr), arr(L.csc_syn), arr(L.csc_pre)
+        conn = backend.spec.connectivity
+        tables = stdp.tables_torch(L, conn.target.astype(np.int64) % backend.spec.n_total, arr)
+        self.synapse_tables, self.incoming = tables["synapse"], tables["incoming"]
         self.plastic_syn = arr(L.plastic_syn)
         self.plastic_pre, self.plastic_post = arr(L.plastic_pre), arr(L.plastic_post)
         self.mod_i_host = L.mod_i
@@ -79,8 +80,8 @@ class TorchLearner:
     def amp_minus(self):
         return self.amp[:, :, 1]
 
-    def on_pre(self, b_rep, syn, post) -> None:
-        stdp.on_pre_torch(self, b_rep, syn, post)
+    def on_pre(self, b_rep, syn) -> None:
+        stdp.on_pre_torch(self, b_rep, syn)
 
     def after_propagation(self, counts) -> None:
         b_idx, j_idx = torch.nonzero(counts, as_tuple=True)
@@ -108,18 +109,37 @@ class TorchLearner:
                 else:
                     part += hit.to(torch.float32) * np.float32(inc)
 
-    def update(self, active, to_weight, stdp_like, b_rep, wb, syn, k, w, dw, d_abs) -> None:
-        """Apply one batch of pairings: weights (STDP) or eligibilities (three-factor)."""
-        weight_rows = active & to_weight
-        if bool(weight_rows.any()):
-            new = self.clip_pairs(w[weight_rows] + dw[weight_rows], b_rep[weight_rows], k[weight_rows])
-            store_torch(self.weight, self.backend.hw_write, b_rep[weight_rows], wb[weight_rows],
-                        syn[weight_rows], new)
-        elig_rows = active & ~to_weight
-        if bool(elig_rows.any()):
-            e = self.elig[b_rep[elig_rows], syn[elig_rows]]
-            delta = torch.where(stdp_like[elig_rows], dw[elig_rows], d_abs[elig_rows])
-            self.elig[b_rep[elig_rows], syn[elig_rows]] = e + delta
+    def weight_at(self, b_rep, syn):
+        """The weights of (instance, synapse) pairs (shared weights: row 0)."""
+        weight = self.weight
+        flat = b_rep * weight.shape[1] + syn if weight.shape[0] > 1 else syn
+        return weight.view(-1).take(flat)
+
+    def update(self, to_weight, stdp_like, b_rep, syn, k, w, dw, d_abs) -> None:
+        """Apply one batch of active pairings: weights (STDP, clipped to the synapse's
+        bounds) where ``to_weight``, eligibilities (three-factor) elsewhere.
+        stdp_like: None when every pair is STDP-like."""
+        if not bool(to_weight.all()):
+            self._update_elig(~to_weight, stdp_like, b_rep, syn, dw, d_abs)
+            b_rep, syn, k, w, dw = (x[to_weight] for x in (b_rep, syn, k, w, dw))
+        if syn.numel() == 0:
+            return
+        tab = self.synapse_tables
+        new = self.clip_pairs(w + dw, b_rep, k, tab["w_min"].index_select(0, syn),
+                              tab["w_max"].index_select(0, syn))
+        wb = b_rep if self.weight.shape[0] > 1 else torch.zeros_like(b_rep)
+        if self.backend.hw_write["learn"]:
+            store_torch(self.weight, self.backend.hw_write, b_rep, wb, syn, new)
+        else:
+            self.weight.view(-1).index_copy_(0, wb * self.weight.shape[1] + syn, new)
+
+    def _update_elig(self, elig_rows, stdp_like, b_rep, syn, dw, d_abs) -> None:
+        if not bool(elig_rows.any()):
+            return
+        stdp_like = torch.ones_like(elig_rows) if stdp_like is None else stdp_like
+        e = self.elig[b_rep[elig_rows], syn[elig_rows]]
+        delta = torch.where(stdp_like[elig_rows], dw[elig_rows], d_abs[elig_rows])
+        self.elig[b_rep[elig_rows], syn[elig_rows]] = e + delta
 
     def store_rows(self, syn, values, active) -> None:
         """Set the [B, n] weights of synapses ``syn`` where ``active`` (three-factor rules),
@@ -131,8 +151,8 @@ class TorchLearner:
             wb = slice(None) if self.weight.shape[0] > 1 else slice(0, 1)
             self.weight[wb, syn] = values
 
-    def clip_pairs(self, values, b_rep, k):
-        low, high = self.rule_f[k, W_MIN], self.rule_f[k, W_MAX]
+    def clip_pairs(self, values, b_rep, k, low, high):
+        """``values`` clipped to [low, high], counting clips per (instance, rule k)."""
         out = (values < low) | (values > high)
         if bool(out.any()):
             self.clips.index_put_((b_rep[out], k[out]), torch.ones_like(b_rep[out]), accumulate=True)

@@ -54,18 +54,20 @@ def begin_step(b, sb, tt, mod_state, mod_i, signal_in, traces):
 
 
 @njit(cache=True, nogil=True)
-def on_spike(b, j, count, mod_i, astro_sign, astro_drive, traces):
-    """A spike of neuron j (``count`` spikes of a source): astrocyte drive, and
-    +1 on the error trace of a neuron."""
+def on_spikes(b, spikes, counts, n_spikes, mod_i, astro_sign, astro_drive, traces):
+    """This step's spikes (``counts[q]`` spikes of neuron ``spikes[q]``): astrocyte
+    drive, and +1 on the error trace of a neuron."""
     for m in range(mod_i.shape[0]):
         kind = mod_i[m, M_KIND]
-        if kind == ASTROCYTE:
-            astro_drive[m] += astro_sign[m, j] * count
-        elif kind == ERROR:
-            lo = mod_i[m, M_POP_LO]
-            if lo <= j < lo + mod_i[m, M_SIZE]:
-                i = mod_i[m, M_TRACE_OFF] + j - lo
-                traces[b, i] = traces[b, i] + np.float32(1.0)
+        for q in range(n_spikes):
+            j = spikes[q]
+            if kind == ASTROCYTE:
+                astro_drive[m] += astro_sign[m, j] * counts[q]
+            elif kind == ERROR:
+                lo = mod_i[m, M_POP_LO]
+                if lo <= j < lo + mod_i[m, M_SIZE]:
+                    i = mod_i[m, M_TRACE_OFF] + j - lo
+                    traces[b, i] = traces[b, i] + np.float32(1.0)
 
 
 @njit(cache=True, nogil=True)

@@ -21,6 +21,27 @@ spikes × plastic fan-out, not synapses × steps.
 
 For three-factor rules (:mod:`spiking.plasticity.three_factor`) the same
 pairing changes the eligibility trace instead of w.
+
+Deferred (``schedule: deferred``, additive STDP, numba backend). Step 2 walks
+every incoming synapse of a post spike, which is most of the cost when the
+fan-in is large (a liquid's 2312 input pixels). A deferred rule instead keeps,
+per post neuron j, the float64 sum P_j of a_plus(tau) · h(tau) over its spikes
+at steps tau, with h(tau) = x_decay ** (tau - ref) and ref the last
+settlement, and per synapse the value ``snap`` of P_j when the synapse was last
+brought up to date. Between two spikes of its pre neuron i, x_i only decays
+(x_i(tau) = x_i(t) · h(tau) / h(t)), so all the potentiations a synapse got
+since i's last spike sum to x_i(t) / h(t) · (P_j - snap), which is added
+(and clipped) when i spikes again, before the spike is propagated: the
+propagated weight, the depression and its order are those of the eager
+schedule. Potentiation by a post spike in the same step as the pre spike
+(which pairs with x_i before its bump) is applied directly after the
+depression, as in step 2. Every ``deferred_span`` steps and at the end of a
+chunk all pending sums are settled and P restarts from 0, which bounds h's
+range (layout.DEFERRED_RANGE) and keeps weights read between chunks exact.
+The result equals the eager schedule's up to float rounding, and up to the
+order of clipping when a modulated a_plus changes sign between two spikes of
+a pre neuron; clips are counted once per settled sum. The torch backend runs
+deferred rules eagerly.
 """
 from __future__ import annotations
 
@@ -28,7 +49,7 @@ import numpy as np
 from numba import njit
 
 from spiking.synapses.array_write import ON, write
-from spiking.plasticity.layout import (ELIG, ELIG_HEBBIAN, ELIG_PRE, ELIG_STDP, INC, KIND, MULT,
+from spiking.plasticity.layout import (DEFER, ELIG, ELIG_HEBBIAN, ELIG_PRE, ELIG_STDP, INC, KIND, MULT,
                                        NEAREST, POST_HI, POST_LO, PRE_HI, PRE_LO, STDP, W_MAX,
                                        W_MIN, X_DECAY, X_OFF, Y_DECAY, Y_OFF)
 
@@ -60,22 +81,29 @@ def _run_end(rules, start, end):
 
 
 @njit(cache=True, nogil=True)
-def pre_spike(weight, wb, elig, b, lo, hi, target, n_total, syn_rule, rule_f, rule_i, traces,
-              amp_minus, clips, hw):
-    """A presynaptic spike: step 1 at the plastic synapses of its CSR row [lo, hi),
-    one run of synapses of the same rule at a time. hw: the hardware-write state
-    (:mod:`spiking.synapses.array_write`) as one tuple."""
-    s0 = lo
-    while s0 < hi:
-        s1 = _run_end(syn_rule, s0, hi)
-        k = syn_rule[s0]
-        if k >= 0:
-            _depress(weight, wb, elig, b, s0, s1, k, target, n_total, rule_f, rule_i, traces,
-                     amp_minus[k], clips, hw)
-        s0 = s1
+def pre_spikes(weight, wb, elig, b, spikes, n_spikes, row_run, run_lo, target, n_total,
+               syn_rule, rule_f, rule_i, traces, amp_minus, amp_plus, clips, hw, spiked, snap, h):
+    """This step's presynaptic spikes (after their propagation): step 1 at the plastic
+    synapses of each CSR row, one run of synapses of the same rule at a time
+    (``row_run``, ``run_lo``: layout.rule_runs) (for
+    a deferred rule with the same-step potentiation, :func:`_deferred_pre`). One call
+    per step: a call per spike would cost numba's reference counting of every
+    array argument. hw: the hardware-write state (:mod:`spiking.synapses.array_write`)
+    as one tuple."""
+    for q in range(n_spikes):
+        j = spikes[q]
+        for r in range(row_run[j], row_run[j + 1]):
+            s0, s1 = run_lo[r], run_lo[r + 1]
+            k = syn_rule[s0]
+            if k >= 0 and rule_i[k, DEFER]:
+                _deferred_pre(weight, wb, b, j, s0, s1, k, target, n_total, rule_f, rule_i,
+                              traces, amp_minus[k], amp_plus[k], spiked, snap, h[k], clips)
+            elif k >= 0:
+                _depress(weight, wb, elig, b, s0, s1, k, target, n_total, rule_f, rule_i,
+                         traces, amp_minus[k], clips, hw)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _depress(weight, wb, elig, b, s0, s1, k, target, n_total, rule_f, rule_i, traces, amp,
              clips, hw):
     """Step 1 for synapses [s0, s1) of rule k (one projection, so one receptor slot)."""
@@ -110,20 +138,28 @@ def _depress(weight, wb, elig, b, s0, s1, k, target, n_total, rule_f, rule_i, tr
 
 
 @njit(cache=True, nogil=True)
-def post_spike(weight, wb, elig, b, j, csc_ptr, csc_syn, csc_pre, csc_rule, rule_f, rule_i,
-               traces, amp_plus, clips, hw):
-    """A postsynaptic spike of neuron j: step 2 at its incoming plastic synapses,
-    one run of synapses of the same rule at a time."""
-    q0, end = csc_ptr[j], csc_ptr[j + 1]
-    while q0 < end:
-        q1 = _run_end(csc_rule, q0, end)
-        k = csc_rule[q0]
-        _potentiate(weight, wb, elig, b, q0, q1, k, csc_syn, csc_pre, rule_f, rule_i, traces,
-                    amp_plus[k], clips, hw)
-        q0 = q1
+def post_spikes(weight, wb, elig, b, spikes, n_spikes, csc_ptr, csc_syn, csc_pre, csc_rule,
+                rule_f, rule_i, traces, amp_plus, clips, hw):
+    """This step's postsynaptic spikes: step 2 at the incoming plastic synapses of
+    each (eager rules), one run of synapses of the same rule at a time."""
+    eager = False
+    for k in range(rule_i.shape[0]):
+        eager |= rule_i[k, DEFER] == 0
+    if not eager:
+        return
+    for q in range(n_spikes):
+        j = spikes[q]
+        q0, end = csc_ptr[j], csc_ptr[j + 1]
+        while q0 < end:
+            q1 = _run_end(csc_rule, q0, end)
+            k = csc_rule[q0]
+            if not rule_i[k, DEFER]:
+                _potentiate(weight, wb, elig, b, q0, q1, k, csc_syn, csc_pre, rule_f, rule_i,
+                            traces, amp_plus[k], clips, hw)
+            q0 = q1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _potentiate(weight, wb, elig, b, q0, q1, k, csc_syn, csc_pre, rule_f, rule_i, traces, amp,
                 clips, hw):
     """Step 2 for the incoming synapses csc_syn[q0:q1] of rule k."""
@@ -153,17 +189,127 @@ def _potentiate(weight, wb, elig, b, q0, q1, k, csc_syn, csc_pre, rule_f, rule_i
 
 
 @njit(cache=True, nogil=True)
-def bump_traces(traces, b, j, rule_f, rule_i):
-    """Raise the traces of neuron j for every rule it is pre or post of."""
+def bump_traces(traces, b, spikes, n_spikes, rule_f, rule_i, amp_plus, psum, h, spiked):
+    """Raise the traces of this step's spiking neurons for every rule they are pre or
+    post of; a post spike of a deferred rule adds its term a_plus · h to P (and is
+    cleared from ``spiked``)."""
+    for q in range(n_spikes):
+        j = spikes[q]
+        for k in range(rule_i.shape[0]):
+            inc = rule_f[k, INC]
+            nearest = rule_i[k, NEAREST] > 0
+            if rule_i[k, PRE_LO] <= j < rule_i[k, PRE_HI]:
+                i = rule_i[k, X_OFF] + j - rule_i[k, PRE_LO]
+                traces[b, i] = inc if nearest else traces[b, i] + inc
+            if rule_i[k, POST_LO] <= j < rule_i[k, POST_HI]:
+                i = rule_i[k, Y_OFF] + j - rule_i[k, POST_LO]
+                traces[b, i] = inc if nearest else traces[b, i] + inc
+                if rule_i[k, DEFER]:
+                    psum[b, i] += amp_plus[k] * h[k]
+        spiked[j] = 0
+
+
+# ----------------------------------------------------------------------------- deferred
+@njit(cache=True, nogil=True)
+def deferred_factors(rule_f, rule_i, age, h, inv_h):
+    """h[k] = x_decay_k ** age (float64) and its inverse, for the deferred rules."""
     for k in range(rule_i.shape[0]):
-        inc = rule_f[k, INC]
-        nearest = rule_i[k, NEAREST] > 0
-        if rule_i[k, PRE_LO] <= j < rule_i[k, PRE_HI]:
-            i = rule_i[k, X_OFF] + j - rule_i[k, PRE_LO]
-            traces[b, i] = inc if nearest else traces[b, i] + inc
-        if rule_i[k, POST_LO] <= j < rule_i[k, POST_HI]:
-            i = rule_i[k, Y_OFF] + j - rule_i[k, POST_LO]
-            traces[b, i] = inc if nearest else traces[b, i] + inc
+        if rule_i[k, DEFER]:
+            h[k] = np.float64(rule_f[k, X_DECAY]) ** age
+            inv_h[k] = 1.0 / h[k]
+
+
+@njit(cache=True, nogil=True)
+def catch_up(weight, wb, b, spikes, n_spikes, row_run, run_lo, target, n_total, syn_rule, rule_f,
+             rule_i, traces, psum, snap, inv_h, clips, spiked):
+    """Before this step's spikes are propagated: add to each deferred synapse of a
+    spiking neuron's row the potentiations pending since that neuron's last spike,
+    and mark the spiking neurons in ``spiked``."""
+    for q in range(n_spikes):
+        j = spikes[q]
+        spiked[j] = 1
+        for r in range(row_run[j], row_run[j + 1]):
+            s0, s1 = run_lo[r], run_lo[r + 1]
+            k = syn_rule[s0]
+            if k >= 0 and rule_i[k, DEFER]:
+                _settle_run(weight, wb, b, s0, s1, k, target, n_total, rule_f, rule_i,
+                            traces[b, rule_i[k, X_OFF] + j - rule_i[k, PRE_LO]] * inv_h[k],
+                            psum, snap, clips, False)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _settle_run(weight, wb, b, s0, s1, k, target, n_total, rule_f, rule_i, factor, psum,
+                snap, clips, restart):
+    """Synapses [s0, s1) of deferred rule k: w += factor · (P_post - snap), clipped;
+    snap becomes P_post (0 with ``restart``, when P starts again). Branch-free (the
+    loops of deferred rules run on selects, not on data-dependent jumps)."""
+    w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
+    y_base = rule_i[k, Y_OFF] - rule_i[k, POST_LO] - (target[s0] // n_total) * n_total
+    n_clip = 0
+    for s in range(s0, s1):
+        p = psum[b, y_base + target[s]]
+        d = factor * (p - snap[b, s])
+        w = weight[wb, s]
+        v = np.float32(w + d)
+        out = (v < w_min) | (v > w_max)
+        changed = d != 0
+        n_clip += changed & out
+        weight[wb, s] = min(max(v, w_min), w_max) if changed else w
+        snap[b, s] = 0.0 if restart else p
+    clips[b, k] += n_clip
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _deferred_pre(weight, wb, b, j, s0, s1, k, target, n_total, rule_f, rule_i, traces,
+                  amp_minus, amp_plus, spiked, snap, h, clips):
+    """After pre neuron j's spike was propagated, for synapses [s0, s1) of deferred
+    rule k: step 1, then step 2 where the post neuron spiked in this step too (x_j
+    before its bump; its snap moves past that spike's term of P). Branch-free."""
+    w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
+    y_base = rule_i[k, Y_OFF] - rule_i[k, POST_LO] - (target[s0] // n_total) * n_total
+    base = (target[s0] // n_total) * n_total
+    up = amp_plus * traces[b, rule_i[k, X_OFF] + j - rule_i[k, PRE_LO]]
+    term = amp_plus * h
+    n_clip = 0
+    for s in range(s0, s1):
+        w = weight[wb, s]
+        y = traces[b, y_base + target[s]]
+        v = w - amp_minus * y
+        changed = y != 0
+        n_clip += changed & ((v < w_min) | (v > w_max))
+        w = min(max(v, w_min), w_max) if changed else w
+        both = spiked[target[s] - base] > 0
+        v = w + up
+        changed = both & (up != 0)
+        n_clip += changed & ((v < w_min) | (v > w_max))
+        weight[wb, s] = min(max(v, w_min), w_max) if changed else w
+        snap[b, s] += term if both else 0.0
+    clips[b, k] += n_clip
+
+
+
+
+@njit(cache=True, nogil=True)
+def settle(weight, wb, b, row_run, run_lo, target, n_total, syn_rule, rule_f, rule_i, traces,
+           psum, snap, inv_h, clips):
+    """Settle every pending potentiation of the deferred rules (synapses whose pre
+    trace is 0 have none), then restart P from 0."""
+    for k in range(rule_i.shape[0]):
+        if not rule_i[k, DEFER]:
+            continue
+        for i in range(rule_i[k, PRE_LO], rule_i[k, PRE_HI]):
+            x = traces[b, rule_i[k, X_OFF] + i - rule_i[k, PRE_LO]]
+            if x == 0:
+                continue
+            for r in range(row_run[i], row_run[i + 1]):
+                s0, s1 = run_lo[r], run_lo[r + 1]
+                if syn_rule[s0] == k:
+                    _settle_run(weight, wb, b, s0, s1, k, target, n_total, rule_f, rule_i,
+                                x * inv_h[k], psum, snap, clips, True)
+    for k in range(rule_i.shape[0]):
+        if rule_i[k, DEFER]:
+            lo = rule_i[k, Y_OFF]
+            psum[b, lo:lo + rule_i[k, POST_HI] - rule_i[k, POST_LO]] = 0.0
 
 
 def trace_decay_table(layout) -> np.ndarray:
@@ -183,49 +329,90 @@ def trace_decay_table(layout) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- torch
-def on_pre_torch(learner, b_rep, syn, post):
-    """Batched :func:`pre_spike` for the (instance, synapse) pairs of this step's pre spikes."""
+def tables_torch(layout, post_of: np.ndarray, arr) -> dict:
+    """What the torch pairings read, gathered once from the rule tables. ``synapse``:
+    per synapse (CSR order; post_of: its post neuron), its rule (0 when static), the
+    index of its post trace, whether a pre spike pairs (``pre_gate``: plastic, and STDP
+    or an eligibility rule other than pre-only), whether the depression is
+    multiplicative, w_min and w_max, whether it writes the weight (STDP, else an
+    eligibility) and whether it is STDP-like. ``incoming`` (None without plastic
+    synapses): the incoming plastic synapses of the post neurons [lo, hi) as padded
+    [rows, width] tables (padding: gate False) of synapse, rule, pre trace index,
+    gate, multiplicative and writes-weight. ``arr``: numpy -> backend tensor."""
+    ri, rf = layout.rule_i, layout.rule_f
+    rule = layout.syn_rule.astype(np.int64)
+    k = np.maximum(rule, 0)
+    kind, mode = ri[k, KIND], ri[k, ELIG]
+    stdp_like = (kind == STDP) | (mode == ELIG_STDP)
+    out = {"incoming": None, "synapse": {
+        "k": arr(k), "y": arr(np.where(rule >= 0, ri[k, Y_OFF] + post_of - ri[k, POST_LO], 0)),
+        "pre_gate": arr((rule >= 0) & ((kind == STDP) | (mode != ELIG_PRE))),
+        "pre_mult": arr(stdp_like & (ri[k, MULT] > 0)),
+        "w_min": arr(rf[k, W_MIN]), "w_max": arr(rf[k, W_MAX]),
+        "to_weight": arr(kind == STDP), "stdp_like": arr(stdp_like)}}
+    ptr = layout.csc_ptr
+    fan = np.diff(ptr)
+    rows = np.flatnonzero(fan)
+    if rows.size:
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        valid = np.arange(int(fan.max()))[None, :] < fan[lo:hi, None]
+        pos = np.where(valid, ptr[lo:hi, None] + np.arange(valid.shape[1]), 0)
+        syn = layout.csc_syn[pos].astype(np.int64)
+        kk = np.where(valid, np.maximum(layout.syn_rule[syn].astype(np.int64), 0), 0)
+        kind = ri[kk, KIND]
+        out["incoming"] = {
+            "lo": lo, "hi": hi, "syn": arr(syn), "k": arr(kk),
+            "x": arr(np.where(valid, ri[kk, X_OFF] + layout.csc_pre[pos] - ri[kk, PRE_LO], 0)),
+            "gate": arr(valid & ((kind == STDP) | (ri[kk, ELIG] != ELIG_PRE))),
+            "mult": arr(ri[kk, MULT] > 0), "to_weight": arr(kind == STDP)}
+    return out
+
+
+def _traces_at(learner, b, index):
+    """traces[b, index] for broadcasting b, index (one flat gather)."""
+    traces = learner.traces
+    return traces.view(-1).take(b * traces.shape[1] + index)
+
+
+def on_pre_torch(learner, b_rep, syn):
+    """Batched :func:`pre_spikes` for the (instance, synapse) pairs of this step's pre
+    spikes: pairs with a post trace of 0 or a rule that does not pair are dropped first."""
     import torch
 
-    k = learner.syn_rule[syn].to(torch.int64)
-    keep = k >= 0
-    if not bool(keep.any()):
+    tab = learner.synapse_tables
+    y = _traces_at(learner, b_rep, tab["y"].index_select(0, syn))
+    keep = torch.nonzero(tab["pre_gate"].index_select(0, syn) & (y != 0), as_tuple=True)[0]
+    if keep.numel() == 0:
         return
-    b_rep, syn, post, k = b_rep[keep], syn[keep], post[keep], k[keep]
-    ri, rf = learner.rule_i, learner.rule_f
-    kind, mode = ri[k, KIND], ri[k, ELIG]
-    active = (kind == STDP) | (mode != ELIG_PRE)
-    y = learner.traces[b_rep, ri[k, Y_OFF] + post - ri[k, POST_LO]]
-    active = active & (y != 0)
+    b_rep, syn, y = b_rep[keep], syn[keep], y[keep]
+    k = tab["k"].index_select(0, syn)
     d = learner.amp_minus[b_rep, k] * y
-    wb = b_rep if learner.weight.shape[0] > 1 else torch.zeros_like(b_rep)
-    w = learner.weight[wb, syn]
-    stdp_like = (kind == STDP) | (mode == ELIG_STDP)
-    d = torch.where(stdp_like & (ri[k, MULT] > 0), d * (w - rf[k, W_MIN]), d)
-    learner.update(active, kind == STDP, stdp_like, b_rep, wb, syn, k, w, -d, d)
+    w = learner.weight_at(b_rep, syn)
+    d = torch.where(tab["pre_mult"].index_select(0, syn), d * (w - tab["w_min"].index_select(0, syn)), d)
+    learner.update(tab["to_weight"].index_select(0, syn), tab["stdp_like"].index_select(0, syn),
+                   b_rep, syn, k, w, -d, d)
 
 
 def on_post_torch(learner, b_idx, post_idx):
-    """Batched :func:`post_spike` for this step's post spikes (instance, neuron)."""
+    """Batched :func:`post_spikes` for this step's post spikes (instance, neuron), through
+    the padded incoming tables; pairs with a pre trace of 0 are dropped first."""
     import torch
 
-    from spiking.backends.torch_backend import expand_rows
-
-    start = learner.csc_ptr[post_idx]
-    length = learner.csc_ptr[post_idx + 1] - start
-    pos, row = expand_rows(start, length)
-    if pos.numel() == 0:
+    tab = learner.incoming
+    if tab is None:
         return
-    syn = learner.csc_syn[pos]
-    b_rep = b_idx[row]
-    k = learner.syn_rule[syn].to(torch.int64)
-    pre = learner.csc_pre[pos]
-    ri, rf = learner.rule_i, learner.rule_f
-    kind, mode = ri[k, KIND], ri[k, ELIG]
-    x = learner.traces[b_rep, ri[k, X_OFF] + pre - ri[k, PRE_LO]]
-    active = ((kind == STDP) | (mode != ELIG_PRE)) & (x != 0)
+    inside = torch.nonzero((post_idx >= tab["lo"]) & (post_idx < tab["hi"]), as_tuple=True)[0]
+    b, r = b_idx[inside], post_idx[inside] - tab["lo"]
+    x = _traces_at(learner, b[:, None], tab["x"].index_select(0, r))
+    rows, cols = torch.nonzero(tab["gate"].index_select(0, r) & (x != 0), as_tuple=True)
+    if rows.numel() == 0:
+        return
+    b_rep = b.index_select(0, rows)
+    entry = r.index_select(0, rows) * x.shape[1] + cols      # flat position in the tables
+    x = x.view(-1).take(rows * x.shape[1] + cols)
+    syn, k = tab["syn"].view(-1).take(entry), tab["k"].view(-1).take(entry)
     d = learner.amp_plus[b_rep, k] * x
-    wb = b_rep if learner.weight.shape[0] > 1 else torch.zeros_like(b_rep)
-    w = learner.weight[wb, syn]
-    d = torch.where(ri[k, MULT] > 0, d * (rf[k, W_MAX] - w), d)
-    learner.update(active, kind == STDP, torch.ones_like(active), b_rep, wb, syn, k, w, d, d)
+    w = learner.weight_at(b_rep, syn)
+    d = torch.where(tab["mult"].view(-1).take(entry),
+                    d * (learner.synapse_tables["w_max"].index_select(0, syn) - w), d)
+    learner.update(tab["to_weight"].view(-1).take(entry), None, b_rep, syn, k, w, d, d)
