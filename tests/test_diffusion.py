@@ -285,6 +285,25 @@ def test_resumed_training_matches_uninterrupted(tmp_path, pixels, monkeypatch):
     assert straight.losses == resumed.losses
 
 
+def test_ema_batchnorm_statistics_are_re_estimated_for_the_averaged_weights(tmp_path, pixels):
+    config = write_config(tmp_path)
+    runs = {}
+    for batches in (0, 3):
+        run = trainer(config, tmp_path / f"bn{batches}", pixels, overrides=[f"diffusion.train.bn_batches={batches}"])
+        run.run()
+        runs[batches] = run
+    raw = dict(runs[3].model.named_buffers())
+    kept = dict(runs[0].ema.model.named_buffers())
+    re_estimated = dict(runs[3].ema.model.named_buffers())
+    means = [name for name in raw if name.endswith("running_mean")]
+    assert means and all(torch.equal(kept[name], dict(runs[0].model.named_buffers())[name]) for name in means)
+    assert any(not torch.equal(re_estimated[name], raw[name]) for name in means)
+    assert all(int(re_estimated[name.replace("running_mean", "num_batches_tracked")]) == 3 for name in means)
+    saved = read_checkpoint(tmp_path / "bn3")["ema"]
+    assert all(torch.equal(saved[name], re_estimated[name]) for name in means)
+    assert all(not module.training for module in runs[3].ema.model.modules())
+
+
 def test_nan_loss_stops_without_overwriting_the_last_checkpoint(tmp_path, pixels, monkeypatch):
     config = write_config(tmp_path)
     run = trainer(config, tmp_path / "run", pixels)

@@ -67,6 +67,9 @@ class TrainConfig(_Section):
     warmup_steps: int = Field(200, ge=0, description="linear learning-rate warm-up")
     grad_clip: Optional[float] = Field(1.0, gt=0.0, description="max global gradient norm")
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
+    bn_batches: int = Field(50, ge=0, description="batches over which the EMA model's BatchNorm statistics are "
+                                                  "re-estimated for its own weights at each checkpoint and grid "
+                                                  "(0: keep the raw model's)")
     checkpoint_every: int = Field(500, ge=1)
     sample_every: Optional[int] = Field(1000, ge=1, description="write a DDIM sample grid every N steps")
     grid_samples: int = Field(64, ge=1)

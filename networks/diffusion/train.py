@@ -45,7 +45,10 @@ def build_model(config: SDMConfig) -> UNet:
 
 class ExponentialAverage:
     """EMA of the weights (BatchNorm statistics copied), with the usual warm-up
-    ``decay_k = min(decay, (1 + k) / (10 + k))`` at step k."""
+    ``decay_k = min(decay, (1 + k) / (10 + k))`` at step k. The copied statistics
+    belong to the raw weights: :meth:`recalibrate` re-estimates them for the
+    averaged ones before the EMA model is saved or sampled (on the 4000-step
+    spiking model: FID 268 -> 128, 43 % -> 53 % confident, 200 samples)."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
@@ -58,6 +61,29 @@ class ExponentialAverage:
             average.lerp_(current, 1.0 - decay)
         for average, current in zip(self.model.buffers(), model.buffers()):
             average.copy_(current)
+
+    @torch.no_grad()
+    def recalibrate(self, diffusion: GaussianDiffusion, pixels: torch.Tensor, image_size: int,
+                    batches: int, batch_size: int, generator: torch.Generator) -> None:
+        """Re-estimate the BatchNorm running statistics of the EMA model: cumulative
+        averages over ``batches`` batches of training images noised at uniform t."""
+        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not norms or batches <= 0:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        device = next(self.model.parameters()).device
+        self.model.train()
+        for _ in range(batches):
+            index = torch.randint(0, len(pixels), (batch_size,), generator=generator)
+            x0 = to_model_images(pixels[index], image_size)
+            t, noise = diffusion.training_draws(batch_size, tuple(x0.shape[1:]), generator)
+            self.model(diffusion.q_sample(x0, t, noise).to(device), t.to(device))
+        self.model.eval()
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
 
 
 def is_tsm_gain(key: str) -> bool:
@@ -127,7 +153,15 @@ class Trainer:
             "train_seconds": self.train_seconds,
         }
 
+    def _recalibrate_ema(self) -> None:
+        """EMA BatchNorm statistics for the EMA weights (its own seeded draws: the
+        training stream, and so a resumed run, is unchanged)."""
+        train = self.section.train
+        self.ema.recalibrate(self.diffusion, self.pixels, self.section.data.image_size, train.bn_batches,
+                             train.batch_size, torch.Generator().manual_seed(self.config.seed + self.step))
+
     def save_checkpoint(self) -> None:
+        self._recalibrate_ema()
         atomic_save(self.state(), self.out_dir / CHECKPOINT_NAME)
         self.last_saved_step = self.step
 
@@ -163,6 +197,7 @@ class Trainer:
         return loss.item()
 
     def write_grid(self) -> Path:
+        self._recalibrate_ema()
         sample = self.section.sample
         generator = torch.Generator().manual_seed(self.config.seed)
         size = self.section.data.image_size
