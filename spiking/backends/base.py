@@ -54,6 +54,14 @@ def row_delays(indptr: np.ndarray, delay: np.ndarray) -> np.ndarray:
     return _row_constant(indptr, delay.astype(np.int64), -1)
 
 
+def padded_rows(ptr: np.ndarray, lo: int, hi: int, width: int) -> tuple:
+    """Rows [lo, hi) of a CSR-like pointer array laid side by side in [hi - lo, width]
+    tables (ELL): (valid mask, positions; padding points at 0)."""
+    ptr = np.asarray(ptr, np.int64)
+    valid = np.arange(width)[None, :] < np.diff(ptr)[lo:hi, None]
+    return valid, np.where(valid, ptr[lo:hi, None] + np.arange(width), 0)
+
+
 def row_weights(indptr: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Per presynaptic neuron: the weight all its synapses share (float64), or NaN."""
     return _row_constant(indptr, weight.astype(np.float64), np.nan)
@@ -251,11 +259,13 @@ class ArrayBackend:
         for name, (col, size) in L.signal_cols.items():
             self.signal_held[:, col:col + size] = L.mod_f[L.mod_names.index(name), M_INITIAL]
 
-    def _cleared(self, current, shape, dtype):
-        """``current`` zeroed in place when it has ``shape``, else a new zero array (big
-        buffers are reused across resets: new ones cost page faults every time)."""
+    def _cleared(self, current, shape, dtype, zero: bool = True):
+        """``current`` (zeroed in place unless not ``zero``) when it has ``shape``, else a
+        new zero array (big buffers are reused across resets: new ones cost page faults
+        every time)."""
         if current is not None and tuple(current.shape) == tuple(shape):
-            current[...] = 0
+            if zero:
+                current[...] = 0
             return current
         return self._zeros(shape, dtype)
 

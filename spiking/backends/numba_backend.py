@@ -248,8 +248,8 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
         if learn:
             # rows are disjoint, so a spike's depression may follow every propagation
             stdp.pre_spikes(weight, wb, elig, b, spikes, n_spikes, row_run, run_lo, target,
-                            n_total, syn_rule, rule_f, rule_i, traces, amp_minus, amp_plus, clips, hw,
-                            spiked, defer_snap, h)
+                            n_total, syn_rule, rule_f, rule_i, traces, amp_minus, amp_plus, clips,
+                            hw, spiked, defer_snap, h)
             stdp.post_spikes(weight, wb, elig, b, spikes, n_spikes, csc_ptr, csc_syn, csc_pre,
                              csc_rule, rule_f, rule_i, traces, amp_plus, clips, hw)
             stdp.bump_traces(traces, b, spikes, n_spikes, rule_f, rule_i, amp_plus, defer_sum, h,
@@ -316,8 +316,7 @@ class NumbaBackend(ArrayBackend):
         """float64 [B, nnz] per-synapse sums of the deferred rules (stdp.py, "Deferred");
         kept across resets: an entry is only read after its pre neuron spiked in the run."""
         shape = (self.instances, self.spec.connectivity.nnz) if self.layout.deferred_span else (1, 1)
-        if getattr(self, "_snap", None) is None or self._snap.shape != shape:
-            self._snap = np.zeros(shape)
+        self._snap = self._cleared(getattr(self, "_snap", None), shape, np.float64, zero=False)
         return self._snap
 
     def _run_chunk(self, t0, n_steps, ext, signals, rec):
@@ -333,7 +332,8 @@ class NumbaBackend(ArrayBackend):
                 rec.error, self.scratch_idx, self.scratch_cnt,
                 self.learns, L.rule_f, L.rule_i, L.syn_rule, L.row_run, L.run_lo, L.csc_ptr,
                 L.csc_syn, L.csc_pre, L.csc_rule, L.plastic_syn, L.plastic_pre, L.plastic_post,
-                P["traces"], P["trace_decay"], P["elig"], P["lr"], P["clips"], P["amp"], P["mod_state"],
+                P["traces"], P["trace_decay"], P["elig"], P["lr"], P["clips"], P["amp"],
+                P["mod_state"],
                 P["mod_aux"], L.mod_i, L.mod_f, L.astro_sign, P["astro_drive"], signals,
                 L.deferred_span, P["defer_sum"], self._deferred_snap(), self.syn_projection,
                 self.hw_table, self.hw_key, bool(self.arrays),

@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from spiking.backends.base import ArrayBackend, ChunkRecord, bytes_per_instance
+from spiking.backends.base import ArrayBackend, ChunkRecord, bytes_per_instance, padded_rows
 from spiking.errors import SimulationError
 from spiking.models import get_model
 from spiking.models.sources import EXP_MINUS_LAM, LAM, POISSON_ID, START_STEP, STOP_STEP
@@ -196,8 +196,7 @@ class EventTables:
                 ranges.append([p.offset, p.stop, width, counts])
         tables, padded = [], 0
         for lo, hi, width, counts in ranges:
-            valid = np.arange(width)[None, :] < fan[lo:hi, None]
-            syn = np.where(valid, conn.indptr[lo:hi, None] + np.arange(width), 0)
+            valid, syn = padded_rows(conn.indptr, lo, hi, width)
             delay = conn.delay[syn].astype(np.int64)
             one_delay = int(delay[valid].min()) if delay[valid].min() == delay[valid].max() else 0
             offset = conn.target[syn].astype(np.int64) + (0 if one_delay else delay * B * S)
@@ -238,8 +237,7 @@ class EventTables:
                 values = tab["w"].index_select(0, j)
             else:
                 syn, valid = tab["syn"].index_select(0, j), tab["valid"].index_select(0, j)
-                values = be.weight.view(-1).take(b[:, None] * be.weight.shape[1] + syn
-                                                 if be.weight.shape[0] > 1 else syn)
+                values = weights_at(be.weight, b[:, None], syn)
                 if be.arrays:
                     values = read_torch(values, be.hw_table_t, be.syn_projection[syn].to(torch.int64),
                                         be.hw_key, be._t, b[:, None].expand_as(syn), syn)
@@ -461,6 +459,12 @@ class TorchBackend(ArrayBackend):
         rec.spike_t[inst, pos] = steps
         rec.spike_i[inst, pos] = neurons
         rec.spike_n.copy_(per_instance)
+
+
+def weights_at(weight, b, syn):
+    """weight[b, syn] for broadcasting instance and synapse indices, one flat gather
+    (shared weights [1, nnz]: row 0 for every instance)."""
+    return weight.view(-1).take(b * weight.shape[1] + syn if weight.shape[0] > 1 else syn)
 
 
 def first_error(bad, t0: int):

@@ -10,7 +10,7 @@ Rule tables (one row per plastic projection k):
   modulator indices, range in the plastic-synapse list
 A ``deferred`` rule (``schedule: deferred``) settles its potentiations at
 least every ``deferred_span`` steps: the span over which its weighting factor
-exp(steps · dt / tau_plus) stays below 1e8 (see stdp.py, "Deferred").
+exp(steps · dt / tau_plus) stays below exp(DEFERRED_RANGE) (see stdp.py, "Deferred").
 Synapse tables: ``syn_rule`` int16 [nnz] (-1: static), ``csc_ptr``/``csc_syn``
 /``csc_pre``/``csc_rule`` (incoming plastic synapses per post neuron, their pre neuron and
 rule), ``plastic_syn``/``plastic_pre``/

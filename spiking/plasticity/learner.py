@@ -111,9 +111,9 @@ class TorchLearner:
 
     def weight_at(self, b_rep, syn):
         """The weights of (instance, synapse) pairs (shared weights: row 0)."""
-        weight = self.weight
-        flat = b_rep * weight.shape[1] + syn if weight.shape[0] > 1 else syn
-        return weight.view(-1).take(flat)
+        from spiking.backends.torch_backend import weights_at
+
+        return weights_at(self.weight, b_rep, syn)
 
     def update(self, to_weight, stdp_like, b_rep, syn, k, w, dw, d_abs) -> None:
         """Apply one batch of active pairings: weights (STDP, clipped to the synapse's

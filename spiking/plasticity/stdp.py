@@ -85,8 +85,8 @@ def pre_spikes(weight, wb, elig, b, spikes, n_spikes, row_run, run_lo, target, n
                syn_rule, rule_f, rule_i, traces, amp_minus, amp_plus, clips, hw, spiked, snap, h):
     """This step's presynaptic spikes (after their propagation): step 1 at the plastic
     synapses of each CSR row, one run of synapses of the same rule at a time
-    (``row_run``, ``run_lo``: layout.rule_runs) (for
-    a deferred rule with the same-step potentiation, :func:`_deferred_pre`). One call
+    (``row_run``, ``run_lo``: layout.rule_runs; a deferred rule's run also gets the
+    same-step potentiation, :func:`_deferred_pre`). One call
     per step: a call per spike would cost numba's reference counting of every
     array argument. hw: the hardware-write state (:mod:`spiking.synapses.array_write`)
     as one tuple."""
@@ -249,14 +249,19 @@ def _settle_run(weight, wb, b, s0, s1, k, target, n_total, rule_f, rule_i, facto
     for s in range(s0, s1):
         p = psum[b, y_base + target[s]]
         d = factor * (p - snap[b, s])
-        w = weight[wb, s]
-        v = np.float32(w + d)
-        out = (v < w_min) | (v > w_max)
-        changed = d != 0
-        n_clip += changed & out
-        weight[wb, s] = min(max(v, w_min), w_max) if changed else w
+        weight[wb, s], clipped = _change(weight[wb, s], np.float32(weight[wb, s] + d), d != 0,
+                                         w_min, w_max)
+        n_clip += clipped
         snap[b, s] = 0.0 if restart else p
     clips[b, k] += n_clip
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _change(w, v, changed, w_min, w_max):
+    """Branch-free: (v clipped to [w_min, w_max], whether it was clipped) where
+    ``changed``, else (w, False)."""
+    clipped = changed & ((v < w_min) | (v > w_max))
+    return (min(max(v, w_min), w_max) if changed else w), clipped
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -266,27 +271,19 @@ def _deferred_pre(weight, wb, b, j, s0, s1, k, target, n_total, rule_f, rule_i, 
     rule k: step 1, then step 2 where the post neuron spiked in this step too (x_j
     before its bump; its snap moves past that spike's term of P). Branch-free."""
     w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
-    y_base = rule_i[k, Y_OFF] - rule_i[k, POST_LO] - (target[s0] // n_total) * n_total
-    base = (target[s0] // n_total) * n_total
+    base = (target[s0] // n_total) * n_total   # the receptor slot's offset in target
+    y_base = rule_i[k, Y_OFF] - rule_i[k, POST_LO] - base
     up = amp_plus * traces[b, rule_i[k, X_OFF] + j - rule_i[k, PRE_LO]]
     term = amp_plus * h
     n_clip = 0
     for s in range(s0, s1):
-        w = weight[wb, s]
         y = traces[b, y_base + target[s]]
-        v = w - amp_minus * y
-        changed = y != 0
-        n_clip += changed & ((v < w_min) | (v > w_max))
-        w = min(max(v, w_min), w_max) if changed else w
+        w, clipped = _change(weight[wb, s], weight[wb, s] - amp_minus * y, y != 0, w_min, w_max)
         both = spiked[target[s] - base] > 0
-        v = w + up
-        changed = both & (up != 0)
-        n_clip += changed & ((v < w_min) | (v > w_max))
-        weight[wb, s] = min(max(v, w_min), w_max) if changed else w
+        weight[wb, s], clipped_up = _change(w, w + up, both & (up != 0), w_min, w_max)
+        n_clip += clipped + clipped_up
         snap[b, s] += term if both else 0.0
     clips[b, k] += n_clip
-
-
 
 
 @njit(cache=True, nogil=True)
@@ -339,6 +336,8 @@ def tables_torch(layout, post_of: np.ndarray, arr) -> dict:
     synapses): the incoming plastic synapses of the post neurons [lo, hi) as padded
     [rows, width] tables (padding: gate False) of synapse, rule, pre trace index,
     gate, multiplicative and writes-weight. ``arr``: numpy -> backend tensor."""
+    from spiking.backends.base import padded_rows
+
     ri, rf = layout.rule_i, layout.rule_f
     rule = layout.syn_rule.astype(np.int64)
     k = np.maximum(rule, 0)
@@ -355,8 +354,7 @@ def tables_torch(layout, post_of: np.ndarray, arr) -> dict:
     rows = np.flatnonzero(fan)
     if rows.size:
         lo, hi = int(rows[0]), int(rows[-1]) + 1
-        valid = np.arange(int(fan.max()))[None, :] < fan[lo:hi, None]
-        pos = np.where(valid, ptr[lo:hi, None] + np.arange(valid.shape[1]), 0)
+        valid, pos = padded_rows(ptr, lo, hi, int(fan.max()))
         syn = layout.csc_syn[pos].astype(np.int64)
         kk = np.where(valid, np.maximum(layout.syn_rule[syn].astype(np.int64), 0), 0)
         kind = ri[kk, KIND]
