@@ -792,12 +792,15 @@ class LiquidStateMachine:
                 weights: Optional[np.ndarray] = None, plastic: Optional[bool] = None,
                 resume: Optional[Features] = None,
                 on_batch: Optional[Callable[[Features], None]] = None,
-                desc: str = "features") -> Features:
+                desc: str = "features", position: int = 0) -> Features:
         """Spike-count features of ``dataset[indices]`` (all by default), in batches of
         ``batch_size`` instances starting from ``weights`` (default: the initial
         weights). With ``plastic`` (default ``features.plastic``), weights are
         restored before each batch and learn during it. Continues after the samples
-        ``resume`` already holds; calls ``on_batch(features so far)`` after each batch."""
+        ``resume`` already holds; calls ``on_batch(features so far)`` after each batch.
+        The branching factor is measured on the samples whose place in the whole
+        list (``position``: that of ``indices[0]``, for a shard of it) is below
+        ``features.branching``."""
         F = self.lsm.features
         plastic = F.plastic if plastic is None else plastic
         plastic = plastic and self.lsm.plastic
@@ -811,7 +814,7 @@ class LiquidStateMachine:
         pre, post = self.liquid_synapses()
         bar = _bar(len(indices), self.progress, desc, "sample", done)
         while done < len(indices):
-            monitored = done < F.branching
+            monitored = position + done < F.branching
             if monitored not in nets:
                 nets[monitored] = self.network(B, plastic=plastic, monitors=monitored, weights=weights)
             net = nets[monitored]
@@ -824,8 +827,8 @@ class LiquidStateMachine:
             batch = self._run_batch(net, x, plastic, pre, post)
             seconds = time.perf_counter() - began
             n = len(idx)
-            part = Features(batch[0][:n], np.asarray(labels, np.int64), batch[1][:n],
-                            batch[2][:n], seconds)
+            branching = np.where(position + done + np.arange(n) < F.branching, batch[1][:n], np.nan)
+            part = Features(batch[0][:n], np.asarray(labels, np.int64), branching, batch[2][:n], seconds)
             out = out.append(part)
             done += n
             if bar is not None:

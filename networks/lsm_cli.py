@@ -116,21 +116,41 @@ class RunFolder:
         self.features = self.root / "features"
 
     def prepare(self, fingerprint: str, restart: bool, describe: Dict[str, Any]) -> bool:
-        """Create the folders; returns True when resuming an earlier run."""
+        """Create the folders; returns True when resuming an earlier run. Under torchrun
+        the main process prepares the folder first and the others then only read it."""
+        from spiking import distributed
+
+        ctx = distributed.context()
+        if ctx.active and not ctx.is_main:
+            distributed.barrier()
+            self.checkpoints.mkdir(parents=True, exist_ok=True)   # its own partial features
+            return self._check(fingerprint, restart=False)
+        try:
+            return self._prepare(fingerprint, restart, describe)
+        finally:
+            if ctx.active:
+                distributed.barrier()
+
+    def _check(self, fingerprint: str, restart: bool) -> bool:
+        """Whether the folder holds this run (True) or nothing (False); another run is an error."""
         state_path = self.root / STATE_NAME
-        resuming = False
         if state_path.exists():
             try:
                 state = json.loads(state_path.read_text())
             except (OSError, ValueError):
                 state = {}
             if state.get("fingerprint") == fingerprint and not restart:
-                resuming = True
-            elif not restart:
+                return True
+            if not restart:
                 raise ConfigError(
                     f"{self.root} holds a run of another liquid config or data set "
                     f"(started from {state.get('config', '?')}); pass --restart to start over "
                     f"there or choose another --out")
+        return False
+
+    def _prepare(self, fingerprint: str, restart: bool, describe: Dict[str, Any]) -> bool:
+        state_path = self.root / STATE_NAME
+        resuming = self._check(fingerprint, restart)
         if restart:
             for folder in (self.checkpoints, self.features):
                 shutil.rmtree(folder, ignore_errors=True)
@@ -191,8 +211,12 @@ def _train(args) -> int:
     from networks.readout import train_readout
     from spiking.data import discover
 
+    from spiking import distributed
+
     began = time.perf_counter()
-    progress = not getattr(args, "no_progress", False)
+    main = distributed.context().is_main       # under torchrun only one process reports and writes
+    progress = not getattr(args, "no_progress", False) and main
+    say = print if main else (lambda *a, **k: None)
     config, tree = load_lsm_config(args.config, getattr(args, "overrides", None) or ())
     machine = LiquidStateMachine(config, backend=getattr(args, "backend", None),
                                  device=getattr(args, "device", None),
@@ -203,17 +227,19 @@ def _train(args) -> int:
         data_arg = str((Path(args.config).parent / lsm.data.path).resolve()) \
             if not os.path.isabs(lsm.data.path) else lsm.data.path
     choice = discover(data_arg, progress=progress)
-    print(choice.message)
+    say(choice.message)
     splits = open_splits(lsm, choice.path, machine.dt, progress=progress)
     run = RunFolder(args.out)
     fp = fingerprint(tree, str(choice.path), splits)
     resuming = run.prepare(fp, getattr(args, "restart", False),
                            {"config": str(args.config), "data": str(choice.path)})
-    print(f"{config.name or args.config}: {machine.describe()}")
-    print(f"data: {len(splits.train_index)} train, "
+    say(f"{config.name or args.config}: {machine.describe()}")
+    say(f"data: {len(splits.train_index)} train, "
           f"{len(splits.validation) if splits.validation is not None else 0} validation, "
           f"{len(splits.test_index) if splits.test is not None else 0} test samples"
-          + ("; resuming from checkpoints in " + str(run.root) if resuming else ""))
+          + ("; resuming from checkpoints in " + str(run.root) if resuming else "")
+          + (f"; samples shared by {distributed.context().world_size} processes"
+             if distributed.context().active else ""))
     interrupter = Interrupter()
     timing: Dict[str, float] = {}
 
@@ -233,6 +259,8 @@ def _train(args) -> int:
     for name, dataset, index in jobs:
         features[name] = _features(machine, name, dataset, index, weights, run, fp, interrupter)
     timing["features_s"] = time.perf_counter() - t0
+    if not main:
+        return 0
 
     # 3. readout
     t0 = time.perf_counter()
@@ -260,6 +288,18 @@ def _train(args) -> int:
 
 
 def _initialise(machine, splits, run: RunFolder, fp: str, interrupter: Interrupter):
+    """The weights after the unsupervised initialisation (None without one). Under
+    torchrun every process runs it (from the same checkpoint), the main one saves
+    the checkpoints, and its weights replace the others' (GPU sums may differ)."""
+    from spiking import distributed
+
+    weights = _initialise_here(machine, splits, run, fp, interrupter)
+    return None if weights is None else distributed.broadcast(weights)
+
+
+def _initialise_here(machine, splits, run: RunFolder, fp: str, interrupter: Interrupter):
+    from spiking import distributed
+
     lsm = machine.lsm
     if not (lsm.plastic and lsm.init.enabled and lsm.init.windows > 0):
         return None
@@ -278,42 +318,67 @@ def _initialise(machine, splits, run: RunFolder, fp: str, interrupter: Interrupt
             interrupter.tick()
 
     return machine.initialise(splits.train, splits.train_index, start=start, weights=weights,
-                              checkpoint=checkpoint)
+                              checkpoint=checkpoint if distributed.context().is_main else None)
 
 
 def _features(machine, name, dataset, index, weights, run: RunFolder, fp: str,
               interrupter: Interrupter):
+    """Features of ``dataset[index]`` (all of it when None), cached in the run folder
+    and resumable. Under torchrun each process extracts a contiguous shard of the
+    samples (resuming from its own checkpoint) and every process gets all rows."""
     from networks.lsm import Features
+    from spiking import distributed
 
+    ctx = distributed.context()
     done_path = run.features / f"{name}.npz"
-    partial_path = run.checkpoints / f"features-{name}.npz"
-    n = len(dataset) if index is None else len(index)
-    for path in (done_path, partial_path):
-        saved = _load_npz(path)
-        if saved is not None and str(saved.get("fingerprint")) == fp:
-            found = Features.from_arrays(saved)
-            if len(found) >= n:
-                return found
-            resume = found
-            print(f"features {name}: resuming after {len(found)} of {n} samples")
-            break
-    else:
-        resume = None
+    positions = np.arange(len(dataset)) if index is None else np.asarray(index, np.int64)
+    n = positions.size
+    saved = _load_npz(done_path)
+    found = saved is not None and str(saved.get("fingerprint")) == fp and len(saved["labels"]) >= n
+    if distributed.all_true(found):
+        return Features.from_arrays(saved)
+    mine = distributed.shard(n)
+    partial_path = run.checkpoints / (f"features-{name}.npz" if not ctx.active else
+                                      f"features-{name}-{ctx.rank}of{ctx.world_size}.npz")
+    saved = _load_npz(partial_path)
+    resume = None
+    if saved is not None and str(saved.get("fingerprint")) == fp:
+        resume = Features.from_arrays(saved)
+        print(f"features {name}: resuming after {len(resume)} of {mine.size} samples")
 
     def on_batch(so_far: Features):
-        if len(so_far) < n:
+        if len(so_far) < mine.size:
             _write_npz(partial_path, fingerprint=np.str_(fp), **so_far.arrays())
             interrupter.tick()
 
-    feats = machine.extract(dataset, index, weights=weights, resume=resume, on_batch=on_batch,
-                            desc=f"features {name}")
-    _write_npz(done_path, fingerprint=np.str_(fp), **feats.arrays())
+    feats = extract_shared(machine, dataset, positions, weights, f"features {name}", resume, on_batch)
+    if ctx.is_main:
+        _write_npz(done_path, fingerprint=np.str_(fp), **feats.arrays())
     if partial_path.exists():
         try:
             partial_path.unlink()
         except OSError:
             pass
     return feats
+
+
+def extract_shared(machine, dataset, positions: np.ndarray, weights, desc: str,
+                   resume=None, on_batch=None):
+    """``machine.extract`` of ``dataset[positions]``, shared out under torchrun: each
+    process extracts its contiguous shard (:func:`spiking.distributed.shard`) and
+    every process gets all rows, in order; the simulation time is the slowest
+    process's. Without torchrun, all of them here."""
+    from networks.lsm import Features
+    from spiking import distributed
+
+    mine = distributed.shard(positions.size)
+    feats = machine.extract(dataset, positions[mine], weights=weights, resume=resume, on_batch=on_batch,
+                            desc=desc, position=int(mine[0]) if mine.size else positions.size)
+    if not distributed.context().active:
+        return feats
+    return Features(*(distributed.gather_rows(a, positions.size) for a in
+                      (feats.counts, feats.labels, feats.branching, feats.spikes)),
+                    seconds=distributed.reduce(feats.seconds, "max"))
 
 
 def _metrics(machine, splits, features, fit, accuracy, timing, choice, args, began) -> dict:
@@ -542,9 +607,10 @@ def load_model(model_dir: str, backend=None, device=None, batch_size=None, progr
 def evaluate(args) -> int:
     from networks.lsm import check_classes
     from networks.readout import confusion
+    from spiking import distributed
     from spiking.data import NMNIST, discover
 
-    progress = not getattr(args, "no_progress", False)
+    progress = not getattr(args, "no_progress", False) and distributed.context().is_main
     machine, weights, readout, meta = load_model(args.model, getattr(args, "backend", None),
                                                  getattr(args, "device", None),
                                                  getattr(args, "batch_size", None), progress)
@@ -552,7 +618,8 @@ def evaluate(args) -> int:
     if split.lower() not in ("test", "train"):
         raise ConfigError(f"--split must be Test or Train, not {split!r}")
     choice = discover(getattr(args, "data", None), progress=progress)
-    print(choice.message)
+    if distributed.context().is_main:
+        print(choice.message)
     dataset = NMNIST(choice.path, split.lower(), val_fraction=0.0, encoder=machine.encoder,
                      cache=True, progress=progress)
     if len(dataset) == 0:
@@ -561,7 +628,9 @@ def evaluate(args) -> int:
     if dataset.labels.max() >= classes:
         check_classes(dataset.labels, f"{choice.path}/{split}", classes)
     began = time.perf_counter()
-    feats = machine.extract(dataset, weights=weights, desc=f"features {split}")
+    feats = extract_shared(machine, dataset, np.arange(len(dataset)), weights, f"features {split}")
+    if not distributed.context().is_main:
+        return 0
     elapsed = time.perf_counter() - began
     predicted = readout.predict(feats.counts)
     correct = int((predicted == feats.labels).sum())

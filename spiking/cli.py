@@ -92,6 +92,19 @@ RUN_TASKS = ("task",)
 # ``spiking evaluate`` / ``spiking sample`` read ``kind`` from the model folder's model.json.
 EVALUATORS = {"lsm": "networks.lsm_cli:evaluate", "diffusion": "networks.diffusion.cli:evaluate_command"}
 SAMPLERS = {"diffusion": "networks.diffusion.cli:sample_command"}
+# Kinds whose ``train`` and ``evaluate`` share their samples out under torchrun
+# (docs/distributed.md); every other command refuses to run in a process group.
+SHARDED = ("lsm",)
+
+
+def _single_process_only(what: str) -> None:
+    from spiking import distributed
+
+    ctx = distributed.context()
+    if ctx.active:
+        raise SpikingError(f"{what} does not share its work across processes: run it without "
+                           f"torchrun (this is process {ctx.rank} of {ctx.world_size}); "
+                           f"`spiking train` and `spiking evaluate` of {', '.join(SHARDED)} models do")
 
 
 def _entry(spec: str):
@@ -115,6 +128,8 @@ def cmd_train(args) -> int:
     if not kinds:
         raise ConfigError(f"nothing to train: the file has none of the sections "
                           f"{', '.join(TRAINERS)}", file=args.config)
+    if kinds[0] not in SHARDED:
+        _single_process_only(f"`spiking train` of a {kinds[0]} file")
     return _entry(TRAINERS[kinds[0]])(args)
 
 
@@ -135,7 +150,10 @@ def _model_kind(model_dir: str, table: dict, verb: str) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    return _entry(EVALUATORS[_model_kind(args.model, EVALUATORS, "evaluate")])(args)
+    kind = _model_kind(args.model, EVALUATORS, "evaluate")
+    if kind not in SHARDED:
+        _single_process_only(f"`spiking evaluate` of a {kind} model")
+    return _entry(EVALUATORS[kind])(args)
 
 
 def cmd_sample(args) -> int:
@@ -220,6 +238,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:   # started by torchrun
             from spiking import distributed
             distributed.init_from_env()
+            if args.func not in (cmd_train, cmd_evaluate):
+                _single_process_only(f"`spiking {args.command}`")
         return int(args.func(args) or 0)
     except SpikingError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -113,13 +113,9 @@ def gather_rows(local: np.ndarray, n_samples: int, ctx: Context | None = None) -
     longest = int(counts.max())
     buffer = np.zeros((longest, width), dtype=np.float64)
     buffer[: local.shape[0]] = local.reshape(local.shape[0], width)
-    tensor = torch.from_numpy(buffer)
-    device = torch.device("cuda", ctx.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
-    tensor = tensor.to(device)
+    tensor = _tensor(buffer, ctx)
     parts = [torch.empty_like(tensor) for _ in range(ctx.world_size)]
-    work = dist.all_gather(parts, tensor, async_op=True)
-    if not work.wait(timeout=datetime.timedelta(seconds=timeout_s())):
-        raise SpikingError("all_gather timed out: a process is missing or stuck")
+    _wait(dist.all_gather(parts, tensor, async_op=True), "all_gather")
     rows = [p.cpu().numpy()[:c] for p, c in zip(parts, counts)]
     out = np.concatenate(rows).reshape((n_samples,) + local.shape[1:])
     return out.astype(local.dtype)
@@ -132,11 +128,64 @@ def map_samples(fn: Callable[[Sequence[int]], np.ndarray], n_samples: int,
     return gather_rows(fn(shard(n_samples, ctx)), n_samples, ctx)
 
 
+def _wait(work, what: str) -> None:
+    """Wait for an asynchronous collective, at most SPIKING_DIST_TIMEOUT seconds."""
+    try:
+        finished = work.wait(timeout=datetime.timedelta(seconds=timeout_s()))
+    except RuntimeError as e:   # gloo reports a timeout (or a peer that left) as an error
+        raise SpikingError(f"{what} failed after waiting up to {timeout_s():g} s "
+                           f"(SPIKING_DIST_TIMEOUT): a process is missing or stuck ({e})") from None
+    if finished is False:
+        raise SpikingError(f"{what} timed out after {timeout_s():g} s (SPIKING_DIST_TIMEOUT): "
+                           f"a process is missing or stuck")
+
+
+def _tensor(values, ctx: Context):
+    """A float64 tensor of ``values`` on the device the process group's backend uses."""
+    import torch
+    import torch.distributed as dist
+
+    device = torch.device("cuda", ctx.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
+    return torch.as_tensor(np.asarray(values, np.float64)).to(device)
+
+
+def reduce(value: float, op: str = "max", ctx: Context | None = None) -> float:
+    """``value`` combined over all processes: ``max``, ``min`` or ``sum``."""
+    ctx = ctx or _CONTEXT
+    if not ctx.active:
+        return float(value)
+    import torch.distributed as dist
+
+    tensor = _tensor([value], ctx)
+    ops = {"max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN, "sum": dist.ReduceOp.SUM}
+    _wait(dist.all_reduce(tensor, op=ops[op], async_op=True), f"all_reduce ({op})")
+    return float(tensor.cpu()[0])
+
+
+def all_true(flag: bool, ctx: Context | None = None) -> bool:
+    """Whether ``flag`` holds on every process (so that all take the same branch)."""
+    return reduce(1.0 if flag else 0.0, "min", ctx) > 0.5
+
+
+def broadcast(array: np.ndarray, src: int = 0, ctx: Context | None = None) -> np.ndarray:
+    """Process ``src``'s ``array`` on every process (same shape everywhere; values
+    exact when float64 holds them: counts, float32 weights)."""
+    ctx = ctx or _CONTEXT
+    if not ctx.active:
+        return array
+    import torch.distributed as dist
+
+    tensor = _tensor(array, ctx)
+    _wait(dist.broadcast(tensor, src, async_op=True), "broadcast")
+    return tensor.cpu().numpy().astype(np.asarray(array).dtype)
+
+
 def barrier(ctx: Context | None = None) -> None:
+    """Wait for every process (at most SPIKING_DIST_TIMEOUT seconds)."""
     ctx = ctx or _CONTEXT
     if ctx.active:
         import torch.distributed as dist
-        dist.barrier()
+        _wait(dist.barrier(async_op=True), "barrier")
 
 
 def shutdown() -> None:

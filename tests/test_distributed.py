@@ -115,3 +115,46 @@ def test_missing_rendezvous_is_an_error_not_a_hang(tmp_path):
     assert proc.returncode != 0
     assert "could not join the process group" in proc.stderr
     assert time.time() - began < 90
+
+
+def test_two_process_lsm_training_equals_one(tmp_path):
+    """`spiking train` of a liquid under a 2-process gloo group (as torchrun starts it):
+    the samples are shared out and the run folder equals a single-process run's."""
+    from test_lsm import _same_run, make_dataset, write_config
+
+    data = make_dataset(tmp_path / "nmnist", train_per_class=4, test_per_class=2)
+    config = write_config(tmp_path, "astrocyte")
+    command = [sys.executable, "-m", "spiking", "train", str(config), "--data", str(data), "--no-progress"]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", SPIKING_CACHE=str(tmp_path / "cache"))
+    for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "SPIKING_LSM_INTERRUPT_AFTER"):
+        env.pop(key, None)
+    single = subprocess.run(command + ["--out", str(tmp_path / "one")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    port = free_port()
+    procs = [subprocess.Popen(command + ["--out", str(tmp_path / "two")], cwd=ROOT, text=True,
+                              env=dict(env, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for rank in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (stdout, stderr) in zip(procs, outputs):
+        assert p.returncode == 0, stderr
+    assert "samples shared by 2 processes" in outputs[0][0]
+    assert not outputs[1][0].strip() or "accuracy" not in outputs[1][0]   # one process reports
+    _same_run(tmp_path / "one", tmp_path / "two")
+    assert not list((tmp_path / "two" / "checkpoints").glob("features-*"))
+
+
+def test_commands_that_do_not_shard_refuse_a_process_group(tmp_path):
+    """Under torchrun, a job that would only run twice (and write the same folder twice)
+    stops with a clear error on every process instead."""
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
+               WORLD_SIZE="2")
+    command = [sys.executable, "-m", "spiking", "train", os.path.join(ROOT, "configs", "sdm_mnist.yaml"),
+               "--out", str(tmp_path / "sdm")]
+    procs = [subprocess.Popen(command, cwd=ROOT, env=dict(env, RANK=str(rank), LOCAL_RANK=str(rank)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in range(2)]
+    for p in procs:
+        _, stderr = p.communicate(timeout=120)
+        assert p.returncode != 0 and "does not share its work across processes" in stderr, stderr
+    assert not (tmp_path / "sdm").exists()

@@ -19,22 +19,22 @@ def _step_args(n_coef, seed):
     state = torch.randn(N_STATE, 3, 40, generator=g) * 10 - 60
     state[3] = (torch.rand(3, 40, generator=g) < 0.2).float() * 3
     coef = torch.rand(n_coef, 40, generator=g)
-    syn = [torch.randn(3, 40, generator=g) for _ in range(3)]
-    return state, coef, syn
+    delivered = torch.randn(3, 3, 40, generator=g, dtype=torch.float64)   # ring slots [B, 3, n]
+    return state, coef, delivered
 
 
 @pytest.mark.parametrize("module,options", [(lif, {"refractory": "clamp"}),
                                             (izhikevich, {"scheme": "izhikevich2003"})])
 def test_compiled_step_equals_plain(module, options):
-    state, coef, syn = _step_args(module.N_COEF, 0)
+    state, coef, delivered = _step_args(module.N_COEF, 0)
     if module is lif:
         coef[lif.V_THRESH] = -55.0
     else:
         coef[izhikevich.DT] = 0.5
     compiled = tb.CompiledStep(module.step_torch)
     a, b = state.clone(), state.clone()
-    spikes_plain, bad_plain = module.step_torch(a, coef, *syn, options, None)
-    spikes_fused, bad_fused = compiled(b[:, :, :], coef, *syn, options, None)
+    spikes_plain, bad_plain = tb.PlainStep(module.step_torch)(a, coef, delivered, options, None)
+    spikes_fused, bad_fused = compiled(b[:, :, :], coef, delivered, options, None)
     if tb.CompiledStep.failed:
         pytest.skip("torch.compile is not available here")
     torch.testing.assert_close(b, a, rtol=0, atol=0)

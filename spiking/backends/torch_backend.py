@@ -217,7 +217,9 @@ class EventTables:
                 tab["w"] = torch.where(tab["valid"], w[0, tab["syn"]].to(torch.float64), 0.0)
             self._weights_of = (w, w._version)
 
-    def propagate(self, ring, counts, slot, learner=None) -> None:
+    def propagate(self, ring, counts, slot, learner=None, multiple=True) -> None:
+        """``multiple``: whether a source may have emitted more than one spike this
+        step (else its weights are not multiplied by its counts)."""
         be = self.backend
         B, S, depth = be.instances, ring.shape[2], be.depth
         flat_ring = ring.view(-1)
@@ -242,7 +244,7 @@ class EventTables:
                     values = read_torch(values, be.hw_table_t, be.syn_projection[syn].to(torch.int64),
                                         be.hw_key, be._t, b[:, None].expand_as(syn), syn)
                 values = torch.where(valid, values.to(torch.float64), 0.0)
-            if tab["counts"]:
+            if tab["counts"] and multiple:
                 values = values * spikes[b, j].to(torch.float64)[:, None]
             flat_ring.scatter_add_(0, flat.view(-1), values.view(-1))
             if learner is not None:
@@ -343,6 +345,7 @@ class TorchBackend(ArrayBackend):
         recorded = []
         counts = torch.zeros((B, n), dtype=torch.int32, device=self.torch_device)  # every step fills it all
         bad = torch.zeros((n_steps, B, len(self.spec.populations)), dtype=torch.bool, device=self.torch_device)
+        multiple = any("keys" in plan for plan in self.plans) or (ext.numel() > 0 and int(ext.max()) > 1)
         for tt in range(n_steps):
             t = t0 + tt
             slot = t % depth
@@ -352,14 +355,14 @@ class TorchBackend(ArrayBackend):
             for plan in self.plans:
                 lo, hi, k = plan["lo"], plan["hi"], plan["index"]
                 if "step" in plan:
-                    # read and clear this step's input slots (only neurons receive synapses)
-                    delivered = arriving[:, :, lo:hi].to(torch.float32)
-                    arriving[:, :, lo:hi] = 0
+                    # this step's input slots (only neurons receive synapses), cleared once read
+                    delivered = arriving[:, :, lo:hi]
                     noise = None
                     if plan["noise_keys"] is not None:
                         noise = torch_normals(t, self.instance_ids, plan["noise_keys"], hi - lo)
                     spiked, bad[tt, :, k] = plan["step"](
-                        self.state[:, :, lo:hi], plan["coef"], *delivered.unbind(1), plan["pop"].options, noise)
+                        self.state[:, :, lo:hi], plan["coef"], delivered, plan["pop"].options, noise)
+                    delivered.zero_()
                     counts[:, lo:hi] = spiked
                     for m, pop in plan["members"]:
                         rec.pop_counts[tt, :, m] = counts[:, pop.offset:pop.stop].sum(dim=1, dtype=torch.int32)
@@ -371,7 +374,7 @@ class TorchBackend(ArrayBackend):
                     counts[:, lo:hi] = ext[tt, :, col: col + hi - lo]
                 rec.pop_counts[tt, :, k] = counts[:, lo:hi].sum(dim=1, dtype=torch.int32)
             self._t = t
-            self._propagate(counts, slot, learner)
+            self._propagate(counts, slot, learner, multiple)
             if learner is not None:
                 learner.after_propagation(counts)
             self.spike_counts += counts
@@ -401,14 +404,15 @@ class TorchBackend(ArrayBackend):
         active = (plan["start"] <= t) & (t < plan["stop"]) & (plan["lam"] > 0)
         return torch.where(active, k, torch.zeros_like(k))
 
-    def _propagate(self, counts, slot, learner=None) -> None:
+    def _propagate(self, counts, slot, learner=None, multiple=True) -> None:
         """Add this step's spikes to the ring: dense products, event tables, or (when
-        tables would waste memory on uneven fan-outs) each spike's CSR row expanded."""
+        tables would waste memory on uneven fan-outs) each spike's CSR row expanded;
+        ``multiple``: whether a source may have emitted several spikes in the step."""
         if self.dense is not None:
             self.dense.propagate(self.ring, counts, slot, self.depth)
             return
         if self.events is not None:
-            self.events.propagate(self.ring, counts, slot, learner)
+            self.events.propagate(self.ring, counts, slot, learner, multiple)
             return
         b_idx, j_idx = torch.nonzero(counts, as_tuple=True)
         if b_idx.numel() == 0:
@@ -518,31 +522,44 @@ def compile_wanted(device: torch.device, size: int = 0) -> bool:
     return value in ("1", "true", "yes", "on")
 
 
-class CompiledStep:
-    """A model's ``step_torch`` through ``torch.compile``, one fused loop per population
-    and step. The compiled function is pure (it returns the new state rows, copied
-    back here: an in-place update of a view would copy the whole state tensor) and
-    returns the spikes as int32 (a bool output is stored element by element on the
-    CPU). When compiling fails (no C++ compiler or Triton, an unsupported platform)
-    it warns once and every step, of every network, runs the plain function."""
+class PlainStep:
+    """A model's ``step_torch`` on the delivered input: the float64 ring slots
+    [B, 3, n] of this step, rounded to float32 (as the numba kernel reads them) and
+    split into the excitatory, inhibitory and voltage channels."""
+
+    def __init__(self, plain):
+        self.plain = plain
+
+    def __call__(self, state, coef, delivered, options, noise):
+        return self.plain(state, coef, *delivered.to(torch.float32).unbind(1), options, noise)
+
+
+class CompiledStep(PlainStep):
+    """:class:`PlainStep` through ``torch.compile``: one fused loop per population and
+    step, which reads the ring slots itself. The compiled function is pure (it
+    returns the new state rows, copied back here: an in-place update of a view
+    would copy the whole state tensor) and returns the spikes as int32 (a bool
+    output is stored element by element on the CPU). When compiling fails (no C++
+    compiler or Triton, an unsupported platform) it warns once and every step, of
+    every network, runs the plain function."""
 
     failed = False
     _compiled: dict = {}
 
     def __init__(self, plain):
-        self.plain = plain
+        super().__init__(plain)
         if plain not in CompiledStep._compiled:
-            def fused(state, *args):
+            def fused(state, coef, delivered, options, noise):
                 state = state.clone()
-                spiked, bad = plain(state, *args)
+                spiked, bad = plain(state, coef, *delivered.to(torch.float32).unbind(1), options, noise)
                 return state, spiked.to(torch.int32), bad
             CompiledStep._compiled[plain] = torch.compile(fused)
         self.compiled = CompiledStep._compiled[plain]
 
-    def __call__(self, state, *args):
+    def __call__(self, state, coef, delivered, options, noise):
         if not CompiledStep.failed:
             try:
-                new, spiked, bad = self.compiled(state, *args)
+                new, spiked, bad = self.compiled(state, coef, delivered, options, noise)
                 state.copy_(new)
                 return spiked, bad
             except Exception as e:  # noqa: BLE001 - any compiler failure falls back
@@ -550,13 +567,13 @@ class CompiledStep:
                 warnings.warn(f"torch.compile of the neuron steps failed ({type(e).__name__}: "
                               f"{str(e)[:200]}); running plain torch steps (set "
                               f"SPIKING_TORCH_COMPILE=0 to skip the attempt)", RuntimeWarning)
-        return self.plain(state, *args)
+        return super().__call__(state, coef, delivered, options, noise)
 
 
 def _step_function(model: str, compiled: bool):
     """The model's torch step, through :class:`CompiledStep` when ``compiled``."""
     step = _plain_step(model)
-    return CompiledStep(step) if compiled else step
+    return CompiledStep(step) if compiled else PlainStep(step)
 
 
 def _plain_step(model: str):
