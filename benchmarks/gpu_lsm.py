@@ -177,6 +177,7 @@ def main(argv=None) -> int:
           f"\ndata: {origin}")
     print(f"{'batch':>6} {'implementation':<26} {'path':<17} {'samples/s':>10} {'per CPU-s':>10} "
           f"{'rate Hz':>8} {'vs norse':>9}")
+    best = {}   # implementation -> (samples per second, batch)
     for batch in args.batches:
         rows = [(f"ours, fixed ({p})", lambda p=p: ours(machine, weights, x, batch, False, p, device))
                 for p in args.propagation]
@@ -193,10 +194,16 @@ def main(argv=None) -> int:
                 continue
             per_s = r["samples"] / (r["wall_s"] if device.type == "cuda" else r["cpu_s"])
             reference = per_s if label == "norse eager" else reference
+            kind = "norse" if label == "norse eager" else "ours, astrocyte STDP" if "STDP" in label else "ours, fixed"
+            best[kind] = max(best.get(kind, (0.0, 0)), (per_s, batch))
             ratio = f"{per_s / reference:8.2f}x" if reference else ""
             print(f"{batch:>6} {label:<26} {r['path']:<17} {r['samples'] / r['wall_s']:>10.1f} "
                   f"{r['samples'] / r['cpu_s']:>10.1f} {r['rate_hz']:>8.1f} {ratio:>9}", flush=True)
     print(f"(vs norse: ratio of samples per {clock}-second)")
+    if "norse" in best and "ours, fixed" in best and len(args.batches) > 1:
+        (ours_s, ours_b), (norse_s, norse_b) = best["ours, fixed"], best["norse"]
+        print(f"best batch of each: ours, fixed {ours_s:.1f} (batch {ours_b}) / norse {norse_s:.1f} "
+              f"(batch {norse_b}) = {ours_s / norse_s:.2f}x")
     return 0
 
 
