@@ -109,3 +109,13 @@ def test_auto_picks_dense_on_cpu_only_when_exact(tmp_path, weight, dense):
     res = net.run(progress=False)
     assert (net.backend.dense is not None) == dense
     assert_same(ref, res)
+
+
+@pytest.mark.parametrize("shape,p", [((32, 2312), 0.005), ((3, 8), 0.5), ((7, 9), 0.9), ((4, 16), 0.0)])
+def test_sparse_nonzero_equals_torch_nonzero(shape, p):
+    g = torch.Generator().manual_seed(1)
+    x = ((torch.rand(*shape, generator=g) < p) * torch.randint(1, 255, shape, generator=g)).to(torch.uint8)
+    wide = torch.zeros(shape[0], shape[1] + 8, dtype=torch.uint8)
+    for tensor in (x, wide[:, 3:3 + shape[1]].copy_(x), x.to(torch.int32)):   # fast path and fallbacks
+        for got, want in zip(tb.sparse_nonzero(tensor), torch.nonzero(tensor, as_tuple=True)):
+            assert torch.equal(got, want)

@@ -217,9 +217,11 @@ class EventTables:
                 tab["w"] = torch.where(tab["valid"], w[0, tab["syn"]].to(torch.float64), 0.0)
             self._weights_of = (w, w._version)
 
-    def propagate(self, ring, counts, slot, learner=None, multiple=True) -> None:
+    def propagate(self, ring, counts, slot, learner=None, multiple=True, inputs=None) -> None:
         """``multiple``: whether a source may have emitted more than one spike this
-        step (else its weights are not multiplied by its counts)."""
+        step (else its weights are not multiplied by its counts); ``inputs``: the
+        uint8 input rows [B, hi - lo] of tables fed by one external input, by (lo, hi)
+        (their spikes are found there, 8 bytes at a time)."""
         be = self.backend
         B, S, depth = be.instances, ring.shape[2], be.depth
         flat_ring = ring.view(-1)
@@ -228,7 +230,8 @@ class EventTables:
             self._shared_weights()
         for tab in self.tables:
             spikes = counts[:, tab["lo"]:tab["hi"]]
-            b, j = torch.nonzero(spikes, as_tuple=True)
+            given = inputs.get((tab["lo"], tab["hi"])) if inputs else None
+            b, j = sparse_nonzero(given) if given is not None else torch.nonzero(spikes, as_tuple=True)
             if b.numel() == 0:
                 continue
             arrive = (slot + tab["delay"]) % depth if tab["delay"] else slot
@@ -352,6 +355,7 @@ class TorchBackend(ArrayBackend):
             if learner is not None:
                 learner.begin_step(signals[tt])
             arriving = self.ring[slot].view(B, 3, n)
+            inputs = {}   # (lo, hi) -> this step's uint8 rows of an external input
             for plan in self.plans:
                 lo, hi, k = plan["lo"], plan["hi"], plan["index"]
                 if "step" in plan:
@@ -371,10 +375,13 @@ class TorchBackend(ArrayBackend):
                     counts[:, lo:hi] = self._poisson(plan, t)
                 else:
                     col = plan["col"]
-                    counts[:, lo:hi] = ext[tt, :, col: col + hi - lo]
+                    rows = ext[tt, :, col: col + hi - lo]
+                    counts[:, lo:hi] = rows
+                    if rows.shape[0] == B:
+                        inputs[(lo, hi)] = rows
                 rec.pop_counts[tt, :, k] = counts[:, lo:hi].sum(dim=1, dtype=torch.int32)
             self._t = t
-            self._propagate(counts, slot, learner, multiple)
+            self._propagate(counts, slot, learner, multiple, inputs)
             if learner is not None:
                 learner.after_propagation(counts)
             self.spike_counts += counts
@@ -404,15 +411,15 @@ class TorchBackend(ArrayBackend):
         active = (plan["start"] <= t) & (t < plan["stop"]) & (plan["lam"] > 0)
         return torch.where(active, k, torch.zeros_like(k))
 
-    def _propagate(self, counts, slot, learner=None, multiple=True) -> None:
+    def _propagate(self, counts, slot, learner=None, multiple=True, inputs=None) -> None:
         """Add this step's spikes to the ring: dense products, event tables, or (when
         tables would waste memory on uneven fan-outs) each spike's CSR row expanded;
-        ``multiple``: whether a source may have emitted several spikes in the step."""
+        ``multiple`` and ``inputs``: see :meth:`EventTables.propagate`."""
         if self.dense is not None:
             self.dense.propagate(self.ring, counts, slot, self.depth)
             return
         if self.events is not None:
-            self.events.propagate(self.ring, counts, slot, learner, multiple)
+            self.events.propagate(self.ring, counts, slot, learner, multiple, inputs)
             return
         b_idx, j_idx = torch.nonzero(counts, as_tuple=True)
         if b_idx.numel() == 0:
@@ -463,6 +470,21 @@ class TorchBackend(ArrayBackend):
         rec.spike_t[inst, pos] = steps
         rec.spike_i[inst, pos] = neurons
         rec.spike_n.copy_(per_instance)
+
+
+def sparse_nonzero(x):
+    """``torch.nonzero(x, as_tuple=True)`` of a 2-D tensor, in the same order; faster
+    on the CPU for a contiguous uint8 tensor with few nonzero entries (event input
+    rows), which is scanned 8 bytes at a time, and only its nonzero words byte by
+    byte (torch's own nonzero costs ~1 ns per entry there)."""
+    if x.device.type != "cpu" or x.dtype != torch.uint8 or not x.is_contiguous() or x.numel() % 8:
+        return torch.nonzero(x, as_tuple=True)
+    flat_x = x.view(-1)
+    words = torch.nonzero(flat_x.view(torch.int64)).view(-1)
+    within = torch.nonzero(flat_x.view(-1, 8).index_select(0, words).view(-1)).view(-1)
+    flat = words.index_select(0, within.div(8, rounding_mode="floor")).mul_(8).add_(within.remainder(8))
+    width = x.shape[1]
+    return flat.div(width, rounding_mode="floor"), flat.remainder_(width)
 
 
 def weights_at(weight, b, syn):
@@ -523,25 +545,27 @@ def compile_wanted(device: torch.device, size: int = 0) -> bool:
 
 
 class PlainStep:
-    """A model's ``step_torch`` on the delivered input: the float64 ring slots
-    [B, 3, n] of this step, rounded to float32 (as the numba kernel reads them) and
-    split into the excitatory, inhibitory and voltage channels."""
+    """A model's pure ``step_torch`` on the delivered input (the float64 ring slots
+    [B, 3, n] of this step, rounded to float32 as the numba kernel reads them and
+    split into the excitatory, inhibitory and voltage channels); the new state is
+    copied into the population's rows. Returns (spikes [B, n], not finite [B])."""
 
     def __init__(self, plain):
         self.plain = plain
 
     def __call__(self, state, coef, delivered, options, noise):
-        return self.plain(state, coef, *delivered.to(torch.float32).unbind(1), options, noise)
+        new, spiked, bad = self.plain(state, coef, *delivered.to(torch.float32).unbind(1), options, noise)
+        state.copy_(new)
+        return spiked, bad
 
 
 class CompiledStep(PlainStep):
     """:class:`PlainStep` through ``torch.compile``: one fused loop per population and
-    step, which reads the ring slots itself. The compiled function is pure (it
-    returns the new state rows, copied back here: an in-place update of a view
-    would copy the whole state tensor) and returns the spikes as int32 (a bool
-    output is stored element by element on the CPU). When compiling fails (no C++
-    compiler or Triton, an unsupported platform) it warns once and every step, of
-    every network, runs the plain function."""
+    step, which reads the ring slots and writes the new state once (an in-place
+    update of a view would copy the whole state tensor); the spikes come out as
+    int32 (a bool output is stored element by element on the CPU). When compiling
+    fails (no C++ compiler or Triton, an unsupported platform) it warns once and
+    every step, of every network, runs the plain function."""
 
     failed = False
     _compiled: dict = {}
@@ -550,9 +574,8 @@ class CompiledStep(PlainStep):
         super().__init__(plain)
         if plain not in CompiledStep._compiled:
             def fused(state, coef, delivered, options, noise):
-                state = state.clone()
-                spiked, bad = plain(state, coef, *delivered.to(torch.float32).unbind(1), options, noise)
-                return state, spiked.to(torch.int32), bad
+                new, spiked, bad = plain(state, coef, *delivered.to(torch.float32).unbind(1), options, noise)
+                return new, spiked.to(torch.int32), bad
             CompiledStep._compiled[plain] = torch.compile(fused)
         self.compiled = CompiledStep._compiled[plain]
 

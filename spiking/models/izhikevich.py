@@ -180,8 +180,9 @@ def _dvdt_torch(v, u, i):
 
 
 def step_torch(state, coef, syn_e, syn_i, syn_v, options, noise):
-    """Advance a [B, n] block by one step, in place; returns the spike mask [B, n]
-    and, per instance, whether a v or u is not finite [B].
+    """One step of a [B, n] block: returns the new state [N_STATE, B, n] (rows V, U,
+    I_E, I_I), the spike mask [B, n] and, per instance, whether a v or u is not
+    finite [B]. Pure (``state`` is not changed), as the LIF step.
     noise: None, or (when any neuron has i_noise > 0) this step's standard
     normals [B, n] (float64).
     Same operations, in the same order, as :func:`step_numba`."""
@@ -207,8 +208,5 @@ def step_torch(state, coef, syn_e, syn_i, syn_v, options, noise):
     spiked = v >= coef[V_PEAK]
     v = torch.where(spiked, coef[C].expand_as(v), v)
     u = torch.where(spiked, u + coef[D], u)
-    state[V] = v
-    state[U] = u
-    state[I_E] = i_e * coef[P_EE]
-    state[I_I] = i_i * coef[P_II]
-    return spiked, ~(torch.isfinite(v) & torch.isfinite(u)).all(dim=1)
+    new = torch.stack([v, u, i_e * coef[P_EE], i_i * coef[P_II]])   # rows V, U, I_E, I_I
+    return new, spiked, ~(torch.isfinite(v) & torch.isfinite(u)).all(dim=1)

@@ -162,29 +162,29 @@ def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t,
 
 
 def step_torch(state, coef, syn_e, syn_i, syn_v, options, noise):
-    """Advance a [B, n] block by one step, in place; returns the spike mask [B, n]
-    and, per instance, whether a v is not finite [B].
+    """One step of a [B, n] block: returns the new state [N_STATE, B, n] (rows V,
+    I_E, I_I, REF_LEFT), the spike mask [B, n] and, per instance, whether a v is not
+    finite [B].
 
-    state: [N_STATE, B, n] float32 view; coef: [N_COEF, n] (or a tuple of its rows);
-    syn_*: this step's delivered input, float32 [B, n]; options: the population's
-    options; noise: unused (the signature is shared by all models). Same operations,
-    in the same order, as :func:`step_numba`. Pure tensor code, so ``torch.compile``
-    can fuse it (``spiking.backends.torch_backend.CompiledStep``).
+    state: [N_STATE, B, n] float32 (not changed); coef: [N_COEF, n] (or a tuple of
+    its rows); syn_*: this step's delivered input, float32 [B, n]; options: the
+    population's options; noise: unused (the signature is shared by all models).
+    Same operations, in the same order, as :func:`step_numba`. Pure, so
+    ``torch.compile`` fuses it into one loop that writes the new state once
+    (``spiking.backends.torch_backend.CompiledStep``; an in-place version compiles
+    to several passes, about 3x slower).
     """
     import torch
 
-    # in place where the numba kernel's order allows: fewer tensor operations per step
     ref = state[REF_LEFT]                                   # whole steps left, >= 0
     free = ref <= 0
-    i_e = state[I_E].add_(syn_e)
-    i_i = state[I_I].add_(syn_i)
-    v = (state[V] + syn_v).mul_(coef[P_VV]).add_(coef[C_V]).add_(i_e * coef[P_VE]).add_(i_i * coef[P_VI])
+    i_e = state[I_E] + syn_e
+    i_i = state[I_I] + syn_i
+    v = (state[V] + syn_v) * coef[P_VV] + coef[C_V] + i_e * coef[P_VE] + i_i * coef[P_VI]
     if options.get("refractory", "clamp") == "clamp":
         v = torch.where(free, v, state[V])
-    ref.clamp_(min=1.0).sub_(1.0)                           # ref - 1 while refractory
-    i_e.mul_(coef[P_EE])
-    i_i.mul_(coef[P_II])
+    ref = ref.clamp(min=1.0) - 1.0                          # ref - 1 while refractory
     spiked = (v >= coef[V_THRESH]) & free
-    torch.where(spiked, coef[REF_STEPS], ref, out=ref)
-    torch.where(spiked, coef[V_RESET], v, out=state[V])
-    return spiked, ~torch.isfinite(state[V]).all(dim=1)
+    v = torch.where(spiked, coef[V_RESET], v)
+    new = torch.stack([v, i_e * coef[P_EE], i_i * coef[P_II], torch.where(spiked, coef[REF_STEPS], ref)])
+    return new, spiked, ~torch.isfinite(v).all(dim=1)
