@@ -97,11 +97,12 @@ SAMPLERS = {"diffusion": "networks.diffusion.cli:sample_command"}
 SHARDED = ("lsm",)
 
 
-def _single_process_only(what: str) -> None:
+def _single_process_only(what: str, kind: Optional[str] = None) -> None:
+    """Refuse to run ``what`` in a process group, unless its model ``kind`` is SHARDED."""
     from spiking import distributed
 
     ctx = distributed.context()
-    if ctx.active:
+    if ctx.active and kind not in SHARDED:
         raise SpikingError(f"{what} does not share its work across processes: run it without "
                            f"torchrun (this is process {ctx.rank} of {ctx.world_size}); "
                            f"`spiking train` and `spiking evaluate` of {', '.join(SHARDED)} models do")
@@ -128,8 +129,7 @@ def cmd_train(args) -> int:
     if not kinds:
         raise ConfigError(f"nothing to train: the file has none of the sections "
                           f"{', '.join(TRAINERS)}", file=args.config)
-    if kinds[0] not in SHARDED:
-        _single_process_only(f"`spiking train` of a {kinds[0]} file")
+    _single_process_only(f"`spiking train` of a {kinds[0]} file", kinds[0])
     return _entry(TRAINERS[kinds[0]])(args)
 
 
@@ -151,8 +151,7 @@ def _model_kind(model_dir: str, table: dict, verb: str) -> str:
 
 def cmd_evaluate(args) -> int:
     kind = _model_kind(args.model, EVALUATORS, "evaluate")
-    if kind not in SHARDED:
-        _single_process_only(f"`spiking evaluate` of a {kind} model")
+    _single_process_only(f"`spiking evaluate` of a {kind} model", kind)
     return _entry(EVALUATORS[kind])(args)
 
 

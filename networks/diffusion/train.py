@@ -77,13 +77,21 @@ class ExponentialAverage:
         device = next(self.model.parameters()).device
         self.model.train()
         for _ in range(batches):
-            index = torch.randint(0, len(pixels), (batch_size,), generator=generator)
-            x0 = to_model_images(pixels[index], image_size)
-            t, noise = diffusion.training_draws(batch_size, tuple(x0.shape[1:]), generator)
+            x0, t, noise = training_batch(diffusion, pixels, image_size, batch_size, generator)
             self.model(diffusion.q_sample(x0, t, noise).to(device), t.to(device))
         self.model.eval()
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
+
+
+def training_batch(diffusion: GaussianDiffusion, pixels: torch.Tensor, image_size: int, batch_size: int,
+                   generator: torch.Generator):
+    """One batch drawn from ``generator``: clean images x0 (model range), diffusion
+    steps t [B] and noise like x0."""
+    index = torch.randint(0, len(pixels), (batch_size,), generator=generator)
+    x0 = to_model_images(pixels[index], image_size)
+    t, noise = diffusion.training_draws(batch_size, tuple(x0.shape[1:]), generator)
+    return x0, t, noise
 
 
 def is_tsm_gain(key: str) -> bool:
@@ -112,6 +120,7 @@ class Trainer:
         self.losses: List[float] = []
         self.train_seconds = 0.0
         self.last_saved_step: Optional[int] = None
+        self._calibrated_step: Optional[int] = None   # step of the EMA's last BatchNorm estimate
         existing = self.out_dir / CHECKPOINT_NAME
         if resume and existing.exists():
             self._resume(read_checkpoint(existing))
@@ -155,7 +164,11 @@ class Trainer:
 
     def _recalibrate_ema(self) -> None:
         """EMA BatchNorm statistics for the EMA weights (its own seeded draws: the
-        training stream, and so a resumed run, is unchanged)."""
+        training stream, and so a resumed run, is unchanged); once per step, since a
+        checkpoint and a grid of the same step would get the same statistics."""
+        if self._calibrated_step == self.step:
+            return
+        self._calibrated_step = self.step
         train = self.section.train
         self.ema.recalibrate(self.diffusion, self.pixels, self.section.data.image_size, train.bn_batches,
                              train.batch_size, torch.Generator().manual_seed(self.config.seed + self.step))
@@ -175,9 +188,8 @@ class Trainer:
         """One optimisation step; returns the loss. Raises on a non-finite loss or
         gradient before any weight changes."""
         train = self.section.train
-        index = torch.randint(0, len(self.pixels), (train.batch_size,), generator=self.generator)
-        x0 = to_model_images(self.pixels[index], self.section.data.image_size)
-        t, noise = self.diffusion.training_draws(train.batch_size, tuple(x0.shape[1:]), self.generator)
+        x0, t, noise = training_batch(self.diffusion, self.pixels, self.section.data.image_size,
+                                      train.batch_size, self.generator)
         self.model.train()
         loss = self.diffusion.loss(self.model, x0.to(self.device), t.to(self.device), noise.to(self.device))
         self.optimizer.zero_grad(set_to_none=True)

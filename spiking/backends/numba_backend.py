@@ -18,7 +18,7 @@ from spiking.models.kernel import UNIFORM
 from spiking.models.sources import EXP_MINUS_LAM, LAM, POISSON_ID, START_STEP, STOP_STEP
 from spiking.plasticity import modulators, stdp, three_factor
 from spiking.plasticity.layout import (A_MINUS, A_PLUS, AM_MOD, AM_SCALE, AP_MOD, AP_SCALE,
-                                       LR_DECAY, M_COL)
+                                       DEFER, LR_DECAY, M_COL)
 from spiking.rng import poisson_from_uniform, uniform_at
 from spiking.synapses import array_read
 
@@ -161,6 +161,9 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
     drive = astro_drive[b]
     hw = (hw_learn, syn_proj, hw_wtable, hw_wkey, hw_g, hw_level, hw_writes, hw_frozen)
     deferred = learn and defer_span > 0
+    eager = False   # whether some rule potentiates at post spikes (is not deferred)
+    for k in range(rule_i.shape[0]):
+        eager |= rule_i[k, DEFER] == 0
     amp_plus, amp_minus = amp[b, :, 0], amp[b, :, 1]   # views: amp changes in place
     spiked = np.zeros(n_total, np.uint8)   # this step's spikes (deferred rules)
     h = np.ones(rule_i.shape[0])
@@ -250,8 +253,9 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
             stdp.pre_spikes(weight, wb, elig, b, spikes, n_spikes, row_run, run_lo, target,
                             n_total, syn_rule, rule_f, rule_i, traces, amp_minus, amp_plus, clips,
                             hw, spiked, defer_snap, h)
-            stdp.post_spikes(weight, wb, elig, b, spikes, n_spikes, csc_ptr, csc_syn, csc_pre,
-                             csc_rule, rule_f, rule_i, traces, amp_plus, clips, hw)
+            if eager:
+                stdp.post_spikes(weight, wb, elig, b, spikes, n_spikes, csc_ptr, csc_syn, csc_pre,
+                                 csc_rule, rule_f, rule_i, traces, amp_plus, clips, hw)
             stdp.bump_traces(traces, b, spikes, n_spikes, rule_f, rule_i, amp_plus, defer_sum, h,
                              spiked)
             modulators.on_spikes(b, spikes, counts, n_spikes, mod_i, astro_sign, drive, traces)

@@ -242,7 +242,7 @@ class EventTables:
                 values = tab["w"].index_select(0, j)
             else:
                 syn, valid = tab["syn"].index_select(0, j), tab["valid"].index_select(0, j)
-                values = weights_at(be.weight, b[:, None], syn)
+                values = take_at(be.weight, b[:, None], syn)
                 if be.arrays:
                     values = read_torch(values, be.hw_table_t, be.syn_projection[syn].to(torch.int64),
                                         be.hw_key, be._t, b[:, None].expand_as(syn), syn)
@@ -487,10 +487,10 @@ def sparse_nonzero(x):
     return flat.div(width, rounding_mode="floor"), flat.remainder_(width)
 
 
-def weights_at(weight, b, syn):
-    """weight[b, syn] for broadcasting instance and synapse indices, one flat gather
-    (shared weights [1, nnz]: row 0 for every instance)."""
-    return weight.view(-1).take(b * weight.shape[1] + syn if weight.shape[0] > 1 else syn)
+def take_at(table, b, col):
+    """table[b, col] for broadcasting instance and column indices, one flat gather
+    (a table of one row, such as shared weights [1, nnz], serves every instance)."""
+    return table.view(-1).take(b * table.shape[1] + col if table.shape[0] > 1 else col)
 
 
 def first_error(bad, t0: int):
@@ -533,9 +533,10 @@ def compile_wanted(device: torch.device, size: int = 0) -> bool:
     """Whether a neuron step over ``size`` neuron-instances (B × n) goes through
     ``torch.compile``: environment variable SPIKING_TORCH_COMPILE=1 (yes) or 0 (no);
     unset (or ``auto``): on CUDA always, on the CPU from CPU_COMPILE_MIN. On the
-    CPU the fused step saves ~0.1 ms per step over the ~20 eager operations (about
-    10 % of NALSM1000 feature extraction at batch 32) but costs 10-60 s of
-    compilation per new network, which small networks and short runs never repay."""
+    CPU the fused LIF step takes about half the time of the ~15 eager operations
+    (~10 % against ~20 % of NALSM1000 feature extraction at batch 64) but costs
+    10-60 s of compilation per new network, which small networks and short runs
+    never repay."""
     value = os.environ.get("SPIKING_TORCH_COMPILE", "").strip().lower()
     if value in ("", "auto"):
         return device.type == "cuda" or size >= CPU_COMPILE_MIN
@@ -554,9 +555,14 @@ class PlainStep:
         self.plain = plain
 
     def __call__(self, state, coef, delivered, options, noise):
-        new, spiked, bad = self.plain(state, coef, *delivered.to(torch.float32).unbind(1), options, noise)
+        new, spiked, bad = _advance(self.plain, state, coef, delivered, options, noise)
         state.copy_(new)
         return spiked, bad
+
+
+def _advance(step, state, coef, delivered, options, noise):
+    """``step`` (a model's pure ``step_torch``) on the float32-rounded ring slots."""
+    return step(state, coef, *delivered.to(torch.float32).unbind(1), options, noise)
 
 
 class CompiledStep(PlainStep):
@@ -574,7 +580,7 @@ class CompiledStep(PlainStep):
         super().__init__(plain)
         if plain not in CompiledStep._compiled:
             def fused(state, coef, delivered, options, noise):
-                new, spiked, bad = plain(state, coef, *delivered.to(torch.float32).unbind(1), options, noise)
+                new, spiked, bad = _advance(plain, state, coef, delivered, options, noise)
                 return new, spiked.to(torch.int32), bad
             CompiledStep._compiled[plain] = torch.compile(fused)
         self.compiled = CompiledStep._compiled[plain]

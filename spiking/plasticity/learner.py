@@ -111,9 +111,9 @@ class TorchLearner:
 
     def weight_at(self, b_rep, syn):
         """The weights of (instance, synapse) pairs (shared weights: row 0)."""
-        from spiking.backends.torch_backend import weights_at
+        from spiking.backends.torch_backend import take_at
 
-        return weights_at(self.weight, b_rep, syn)
+        return take_at(self.weight, b_rep, syn)
 
     def update(self, to_weight, stdp_like, b_rep, syn, k, w, dw, d_abs) -> None:
         """Apply one batch of active pairings: weights (STDP, clipped to the synapse's

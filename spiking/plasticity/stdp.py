@@ -142,11 +142,6 @@ def post_spikes(weight, wb, elig, b, spikes, n_spikes, csc_ptr, csc_syn, csc_pre
                 rule_f, rule_i, traces, amp_plus, clips, hw):
     """This step's postsynaptic spikes: step 2 at the incoming plastic synapses of
     each (eager rules), one run of synapses of the same rule at a time."""
-    eager = False
-    for k in range(rule_i.shape[0]):
-        eager |= rule_i[k, DEFER] == 0
-    if not eager:
-        return
     for q in range(n_spikes):
         j = spikes[q]
         q0, end = csc_ptr[j], csc_ptr[j + 1]
@@ -366,19 +361,15 @@ def tables_torch(layout, post_of: np.ndarray, arr) -> dict:
     return out
 
 
-def _traces_at(learner, b, index):
-    """traces[b, index] for broadcasting b, index (one flat gather)."""
-    traces = learner.traces
-    return traces.view(-1).take(b * traces.shape[1] + index)
-
-
 def on_pre_torch(learner, b_rep, syn):
     """Batched :func:`pre_spikes` for the (instance, synapse) pairs of this step's pre
     spikes: pairs with a post trace of 0 or a rule that does not pair are dropped first."""
     import torch
 
+    from spiking.backends.torch_backend import take_at
+
     tab = learner.synapse_tables
-    y = _traces_at(learner, b_rep, tab["y"].index_select(0, syn))
+    y = take_at(learner.traces, b_rep, tab["y"].index_select(0, syn))
     keep = torch.nonzero(tab["pre_gate"].index_select(0, syn) & (y != 0), as_tuple=True)[0]
     if keep.numel() == 0:
         return
@@ -396,12 +387,14 @@ def on_post_torch(learner, b_idx, post_idx):
     the padded incoming tables; pairs with a pre trace of 0 are dropped first."""
     import torch
 
+    from spiking.backends.torch_backend import take_at
+
     tab = learner.incoming
     if tab is None:
         return
     inside = torch.nonzero((post_idx >= tab["lo"]) & (post_idx < tab["hi"]), as_tuple=True)[0]
     b, r = b_idx[inside], post_idx[inside] - tab["lo"]
-    x = _traces_at(learner, b[:, None], tab["x"].index_select(0, r))
+    x = take_at(learner.traces, b[:, None], tab["x"].index_select(0, r))
     rows, cols = torch.nonzero(tab["gate"].index_select(0, r) & (x != 0), as_tuple=True)
     if rows.numel() == 0:
         return
