@@ -232,6 +232,17 @@ def test_deferred_schedule_not_on_hardware(tmp_path):
                       "projections.EE.hardware": {"device": "ideal"}})
 
 
+def test_deferred_schedule_needs_initial_weights_within_bounds(tmp_path):
+    """A deferred rule keeps its weights within bounds, so it refuses initial weights
+    outside them, naming the projection and the key."""
+    net = spiking.load(str(write(tmp_path, LIF_NET)),
+                       {"projections.EE.plasticity": dict(DEFERRED, schedule="deferred", w_min=50,
+                                                          w_max=60)})
+    with pytest.raises(ConfigError, match="within the rule's bounds") as err:
+        net.run("1 ms", progress=False)
+    assert "'EE'" in str(err.value) and "projections.EE.plasticity.schedule" in str(err.value)
+
+
 def test_weight_monitor_records_mean_and_histogram(tmp_path):
     """A weights monitor samples the mean and histogram of a plastic projection;
     `spiking run` writes them to weights.npz, weights.png and metrics.json."""

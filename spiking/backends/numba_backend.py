@@ -161,7 +161,7 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
     drive = astro_drive[b]
     hw = (hw_learn, syn_proj, hw_wtable, hw_wkey, hw_g, hw_level, hw_writes, hw_frozen)
     deferred = learn and defer_span > 0
-    eager = False   # whether some rule potentiates at post spikes (is not deferred)
+    eager = False   # whether some rule is not deferred (acts in pre_spikes and post_spikes)
     for k in range(rule_i.shape[0]):
         eager |= rule_i[k, DEFER] == 0
     amp_plus, amp_minus = amp[b, :, 0], amp[b, :, 1]   # views: amp changes in place
@@ -211,11 +211,10 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
             pop_counts[tt, b, p] = total
         # propagate: each spike walks its CSR row into the ring buffer (a row
         # on a resistive array is read through it); plastic synapses of the
-        # row then see the presynaptic spike
+        # row then see the presynaptic spike (deferred rules in the same pass)
         if deferred:
-            stdp.catch_up(weight, wb, b, spikes, n_spikes, row_run, run_lo, target, n_total,
-                          syn_rule, rule_f, rule_i, traces, defer_sum, defer_snap, inv_h, clips,
-                          spiked)
+            for s in range(n_spikes):
+                spiked[spikes[s]] = 1
         for s in range(n_spikes):
             j = spikes[s]
             c = counts[s]
@@ -226,12 +225,19 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
                 rec_i[b, n] = j
                 rec_n[b] = n + 1
             lo, hi = indptr[j], indptr[j + 1]
-            if row_delay[j] >= 0 and not hw_any:
-                # one delay for the row: one ring slot (indexed in place: an array view
-                # per spike would cost numba's reference counting)
+            arrive = -1   # the row's ring slot when it has one delay, else per synapse
+            if row_delay[j] >= 0:
                 arrive = slot + row_delay[j]
                 if arrive >= depth:
                     arrive -= depth
+            if deferred:   # (deferred rules never run on resistive arrays)
+                stdp.propagate_deferred(weight, wb, b, j, c, arrive, delay, slot, ring, row_run,
+                                        run_lo, target, n_total, syn_rule, rule_f, rule_i,
+                                        traces, defer_sum, defer_snap, h, inv_h, amp_minus,
+                                        amp_plus, spiked, clips)
+            elif arrive >= 0 and not hw_any:
+                # (indexed in place: an array view per spike would cost numba's
+                # reference counting)
                 value = row_weight[j] * c
                 if value == value:  # one weight for the row (not NaN): no weight reads
                     for k in range(lo, hi):
@@ -249,11 +255,10 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
                         w = array_read.read(w, hw_table, syn_proj[k], hw_key, t, b, k)
                     ring[arrive, b, target[k]] += w * c
         if learn:
-            # rows are disjoint, so a spike's depression may follow every propagation
-            stdp.pre_spikes(weight, wb, elig, b, spikes, n_spikes, row_run, run_lo, target,
-                            n_total, syn_rule, rule_f, rule_i, traces, amp_minus, amp_plus, clips,
-                            hw, spiked, defer_snap, h)
             if eager:
+                # rows are disjoint, so a spike's depression may follow every propagation
+                stdp.pre_spikes(weight, wb, elig, b, spikes, n_spikes, row_run, run_lo, target,
+                                n_total, syn_rule, rule_f, rule_i, traces, amp_minus, clips, hw)
                 stdp.post_spikes(weight, wb, elig, b, spikes, n_spikes, csc_ptr, csc_syn, csc_pre,
                                  csc_rule, rule_f, rule_i, traces, amp_plus, clips, hw)
             stdp.bump_traces(traces, b, spikes, n_spikes, rule_f, rule_i, amp_plus, defer_sum, h,

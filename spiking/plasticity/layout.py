@@ -183,6 +183,15 @@ def build_layout(spec) -> PlasticityLayout:
         rule_f[k, INC] = cfg.trace_increment
         rule_f[k, W_MIN] = cfg.w_min
         rule_f[k, W_MAX] = cfg.w_max
+        if cfg.schedule == "deferred":
+            w = conn.weight[idx]
+            outside = int(np.count_nonzero((w < rule_f[k, W_MIN]) | (w > rule_f[k, W_MAX])))
+            if outside:
+                raise ConfigError(
+                    f"schedule: deferred needs the initial weights of {proj.name!r} within the "
+                    f"rule's bounds [{cfg.w_min}, {cfg.w_max}]; {outside} of {w.size} are outside "
+                    f"(use schedule: eager, or bounds that hold them)", file=spec.source_file,
+                    path=("projections", proj.name, "plasticity", "schedule"))
         rule_f[k, E_DECAY] = _decay(cfg.tau_eligibility, dt)
         rule_f[k, ETA] = cfg.eta
         rule_f[k, LR_DECAY] = cfg.lr_decay ** dt

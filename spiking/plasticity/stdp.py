@@ -40,8 +40,11 @@ chunk all pending sums are settled and P restarts from 0, which bounds h's
 range (layout.DEFERRED_RANGE) and keeps weights read between chunks exact.
 The result equals the eager schedule's up to float rounding, and up to the
 order of clipping when a modulated a_plus changes sign between two spikes of
-a pre neuron; clips are counted once per settled sum. The torch backend runs
-deferred rules eagerly.
+a pre neuron; clips are counted once per settled sum. A deferred rule keeps
+its weights within [w_min, w_max] (the layout refuses initial weights outside
+them; a weight set outside them later is clipped at its pre neuron's next
+spike, before delivery), so its loops need no selects: a change of 0 leaves
+a weight as it is. The torch backend runs deferred rules eagerly.
 """
 from __future__ import annotations
 
@@ -82,23 +85,19 @@ def _run_end(rules, start, end):
 
 @njit(cache=True, nogil=True)
 def pre_spikes(weight, wb, elig, b, spikes, n_spikes, row_run, run_lo, target, n_total,
-               syn_rule, rule_f, rule_i, traces, amp_minus, amp_plus, clips, hw, spiked, snap, h):
-    """This step's presynaptic spikes (after their propagation): step 1 at the plastic
-    synapses of each CSR row, one run of synapses of the same rule at a time
-    (``row_run``, ``run_lo``: layout.rule_runs; a deferred rule's run also gets the
-    same-step potentiation, :func:`_deferred_pre`). One call
-    per step: a call per spike would cost numba's reference counting of every
-    array argument. hw: the hardware-write state (:mod:`spiking.synapses.array_write`)
-    as one tuple."""
+               syn_rule, rule_f, rule_i, traces, amp_minus, clips, hw):
+    """This step's presynaptic spikes (after their propagation): step 1 at the eager
+    plastic synapses of each CSR row, one run of synapses of the same rule at a time
+    (``row_run``, ``run_lo``: layout.rule_runs); deferred rules had theirs in
+    :func:`propagate_deferred`. One call per step: a call per spike would cost numba's
+    reference counting of every array argument. hw: the hardware-write state
+    (:mod:`spiking.synapses.array_write`) as one tuple."""
     for q in range(n_spikes):
         j = spikes[q]
         for r in range(row_run[j], row_run[j + 1]):
             s0, s1 = run_lo[r], run_lo[r + 1]
             k = syn_rule[s0]
-            if k >= 0 and rule_i[k, DEFER]:
-                _deferred_pre(weight, wb, b, j, s0, s1, k, target, n_total, rule_f, rule_i,
-                              traces, amp_minus[k], amp_plus[k], spiked, snap, h[k], clips)
-            elif k >= 0:
+            if k >= 0 and not rule_i[k, DEFER]:
                 _depress(weight, wb, elig, b, s0, s1, k, target, n_total, rule_f, rule_i,
                          traces, amp_minus[k], clips, hw)
 
@@ -215,70 +214,88 @@ def deferred_factors(rule_f, rule_i, age, h, inv_h):
 
 
 @njit(cache=True, nogil=True)
-def catch_up(weight, wb, b, spikes, n_spikes, row_run, run_lo, target, n_total, syn_rule, rule_f,
-             rule_i, traces, psum, snap, inv_h, clips, spiked):
-    """Before this step's spikes are propagated: add to each deferred synapse of a
-    spiking neuron's row the potentiations pending since that neuron's last spike,
-    and mark the spiking neurons in ``spiked``."""
-    for q in range(n_spikes):
-        j = spikes[q]
-        spiked[j] = 1
-        for r in range(row_run[j], row_run[j + 1]):
-            s0, s1 = run_lo[r], run_lo[r + 1]
-            k = syn_rule[s0]
-            if k >= 0 and rule_i[k, DEFER]:
-                _settle_run(weight, wb, b, s0, s1, k, target, n_total, rule_f, rule_i,
-                            traces[b, rule_i[k, X_OFF] + j - rule_i[k, PRE_LO]] * inv_h[k],
-                            psum, snap, clips, False)
+def propagate_deferred(weight, wb, b, j, c, arrive, delay, slot, ring, row_run, run_lo, target,
+                       n_total, syn_rule, rule_f, rule_i, traces, psum, snap, h, inv_h, amp_minus,
+                       amp_plus, spiked, clips):
+    """Spike of neuron j (count c) through its CSR row when deferred rules learn: in one
+    pass over each synapse of a deferred rule, the potentiations pending since j's last
+    spike, the propagation into the ring buffer (slot ``arrive``, or per synapse from
+    ``delay`` when arrive < 0), step 1 and the same-step potentiation; the other
+    synapses are propagated. ``spiked`` must mark all of this step's spikes first."""
+    for r in range(row_run[j], row_run[j + 1]):
+        s0, s1 = run_lo[r], run_lo[r + 1]
+        k = syn_rule[s0]
+        if k >= 0 and rule_i[k, DEFER]:
+            _deferred_spike(weight, wb, b, j, c, s0, s1, k, arrive, delay, slot, ring, target,
+                            n_total, rule_f, rule_i, traces, psum, snap, h[k], inv_h[k],
+                            amp_minus[k], amp_plus[k], spiked, clips)
+        else:
+            for s in range(s0, s1):
+                ring[_arrival(arrive, delay, s, slot, ring.shape[0]), b, target[s]] += \
+                    weight[wb, s] * c
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _arrival(arrive, delay, s, slot, depth):
+    """Ring slot of synapse s: ``arrive`` when the row has one delay (>= 0), else its own."""
+    if arrive >= 0:
+        return arrive
+    a = slot + delay[s]
+    return a - depth if a >= depth else a
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _deferred_spike(weight, wb, b, j, c, s0, s1, k, arrive, delay, slot, ring, target, n_total,
+                    rule_f, rule_i, traces, psum, snap, h, inv_h, amp_minus, amp_plus, spiked,
+                    clips):
+    """Synapses [s0, s1) of deferred rule k at pre neuron j's spike: w += x_j / h ·
+    (P_post - snap) (the pending potentiations), then w is propagated, then step 1,
+    then step 2 where the post neuron spiked in this step too (x_j before its bump);
+    snap becomes P_post, past that same-step term. Branch-free on data."""
+    w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
+    base = (target[s0] // n_total) * n_total   # the receptor slot's offset in target
+    y_base = rule_i[k, Y_OFF] - rule_i[k, POST_LO] - base
+    x = traces[b, rule_i[k, X_OFF] + j - rule_i[k, PRE_LO]]
+    factor = x * inv_h
+    up = amp_plus * x
+    term = amp_plus * h
+    depth = ring.shape[0]
+    n_clip = 0
+    for s in range(s0, s1):
+        post = target[s]
+        p = psum[b, y_base + post]
+        w, clipped = _bounded(np.float32(weight[wb, s] + factor * (p - snap[b, s])), w_min, w_max)
+        ring[_arrival(arrive, delay, s, slot, depth), b, post] += w * c
+        w, clipped_down = _bounded(w - amp_minus * traces[b, y_base + post], w_min, w_max)
+        both = spiked[post - base]   # 1 where the post neuron spiked in this step too
+        weight[wb, s], clipped_up = _bounded(w + up * both, w_min, w_max)
+        n_clip += clipped + clipped_down + clipped_up
+        snap[b, s] = p + term * both
+    clips[b, k] += n_clip
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _settle_run(weight, wb, b, s0, s1, k, target, n_total, rule_f, rule_i, factor, psum,
-                snap, clips, restart):
-    """Synapses [s0, s1) of deferred rule k: w += factor · (P_post - snap), clipped;
-    snap becomes P_post (0 with ``restart``, when P starts again). Branch-free (the
-    loops of deferred rules run on selects, not on data-dependent jumps)."""
+                snap, clips):
+    """Synapses [s0, s1) of deferred rule k: their pending potentiations, with snap
+    reset to 0 for P's restart. Branch-free, as :func:`_deferred_spike`."""
     w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
     y_base = rule_i[k, Y_OFF] - rule_i[k, POST_LO] - (target[s0] // n_total) * n_total
     n_clip = 0
     for s in range(s0, s1):
-        p = psum[b, y_base + target[s]]
-        d = factor * (p - snap[b, s])
-        weight[wb, s], clipped = _change(weight[wb, s], np.float32(weight[wb, s] + d), d != 0,
-                                         w_min, w_max)
+        weight[wb, s], clipped = _bounded(
+            np.float32(weight[wb, s] + factor * (psum[b, y_base + target[s]] - snap[b, s])),
+            w_min, w_max)
         n_clip += clipped
-        snap[b, s] = 0.0 if restart else p
+        snap[b, s] = 0.0
     clips[b, k] += n_clip
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _change(w, v, changed, w_min, w_max):
-    """Branch-free: (v clipped to [w_min, w_max], whether it was clipped) where
-    ``changed``, else (w, False)."""
-    clipped = changed & ((v < w_min) | (v > w_max))
-    return (min(max(v, w_min), w_max) if changed else w), clipped
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _deferred_pre(weight, wb, b, j, s0, s1, k, target, n_total, rule_f, rule_i, traces,
-                  amp_minus, amp_plus, spiked, snap, h, clips):
-    """After pre neuron j's spike was propagated, for synapses [s0, s1) of deferred
-    rule k: step 1, then step 2 where the post neuron spiked in this step too (x_j
-    before its bump; its snap moves past that spike's term of P). Branch-free."""
-    w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
-    base = (target[s0] // n_total) * n_total   # the receptor slot's offset in target
-    y_base = rule_i[k, Y_OFF] - rule_i[k, POST_LO] - base
-    up = amp_plus * traces[b, rule_i[k, X_OFF] + j - rule_i[k, PRE_LO]]
-    term = amp_plus * h
-    n_clip = 0
-    for s in range(s0, s1):
-        y = traces[b, y_base + target[s]]
-        w, clipped = _change(weight[wb, s], weight[wb, s] - amp_minus * y, y != 0, w_min, w_max)
-        both = spiked[target[s] - base] > 0
-        weight[wb, s], clipped_up = _change(w, w + up, both & (up != 0), w_min, w_max)
-        n_clip += clipped + clipped_up
-        snap[b, s] += term if both else 0.0
-    clips[b, k] += n_clip
+def _bounded(v, w_min, w_max):
+    """(v clipped to [w_min, w_max], whether it was clipped). Branch-free; a change of 0
+    leaves a weight within its bounds as it is, uncounted, so no select is needed."""
+    return min(max(v, w_min), w_max), (v < w_min) | (v > w_max)
 
 
 @njit(cache=True, nogil=True)
@@ -297,7 +314,7 @@ def settle(weight, wb, b, row_run, run_lo, target, n_total, syn_rule, rule_f, ru
                 s0, s1 = run_lo[r], run_lo[r + 1]
                 if syn_rule[s0] == k:
                     _settle_run(weight, wb, b, s0, s1, k, target, n_total, rule_f, rule_i,
-                                x * inv_h[k], psum, snap, clips, True)
+                                x * inv_h[k], psum, snap, clips)
     for k in range(rule_i.shape[0]):
         if rule_i[k, DEFER]:
             lo = rule_i[k, Y_OFF]
