@@ -14,11 +14,12 @@ from numba import njit, prange
 
 from spiking.backends.base import ArrayBackend, row_weights
 from spiking.models import izhikevich, lif
-from spiking.models.kernel import UNIFORM
+from spiking.models.kernel import UNIFORM, collect
 from spiking.models.sources import EXP_MINUS_LAM, LAM, POISSON_ID, START_STEP, STOP_STEP
 from spiking.plasticity import modulators, stdp, three_factor
 from spiking.plasticity.layout import (A_MINUS, A_PLUS, AM_MOD, AM_SCALE, AP_MOD, AP_SCALE,
-                                       DEFER, LR_DECAY, M_COL)
+                                       DEFER, LR_DECAY, M_COL, POST_HI, POST_LO, PRE_HI,
+                                       PRE_LO)
 from spiking.rng import poisson_from_uniform, uniform_at
 from spiking.synapses import array_read
 
@@ -93,24 +94,12 @@ def _poisson_cdf(lam, exp_minus_lam):
 
 @njit(cache=True, nogil=True)
 def _external(row, lo, spikes, counts, n_spikes):
-    """Spikes of an array/event source from its uint8 input row: mostly zeros, so
-    eight entries at a time are skipped when their 64-bit word is zero."""
-    n = row.shape[0]
-    n_words = n // 8
-    words = row[:8 * n_words].view(np.uint64)
-    for w in range(n_words):
-        if words[w] != 0:
-            for j in range(8 * w, 8 * w + 8):
-                if row[j] > 0:
-                    spikes[n_spikes] = lo + j
-                    counts[n_spikes] = row[j]
-                    n_spikes += 1
-    for j in range(8 * n_words, n):
-        if row[j] > 0:
-            spikes[n_spikes] = lo + j
-            counts[n_spikes] = row[j]
-            n_spikes += 1
-    return n_spikes
+    """Spikes of an array/event source from its uint8 input row (the event count per
+    neuron and step)."""
+    end = collect(row, lo, row.shape[0], spikes, n_spikes)
+    for s in range(n_spikes, end):
+        counts[s] = row[spikes[s] - lo]
+    return end
 
 
 @njit(cache=True, nogil=True)
@@ -166,6 +155,15 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
         eager |= rule_i[k, DEFER] == 0
     amp_plus, amp_minus = amp[b, :, 0], amp[b, :, 1]   # views: amp changes in place
     spiked = np.zeros(n_total, np.uint8)   # this step's spikes (deferred rules)
+    first = np.zeros(n_pop + 1, np.int64)   # population p's spikes: spikes[first[p]:first[p+1]]
+    rule_pop = np.zeros((rule_i.shape[0], 2), np.int64)   # each rule's pre and post population
+    for k in range(rule_i.shape[0]):
+        for p in range(n_pop):
+            if pop_lo[p] == rule_i[k, PRE_LO] and pop_hi[p] == rule_i[k, PRE_HI]:
+                rule_pop[k, 0] = p
+            if pop_lo[p] == rule_i[k, POST_LO] and pop_hi[p] == rule_i[k, POST_HI]:
+                rule_pop[k, 1] = p
+    ring_flat = ring.reshape(-1)
     h = np.ones(rule_i.shape[0])
     inv_h = np.ones(rule_i.shape[0])
     age = 0   # steps since deferred sums were last settled
@@ -186,6 +184,7 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
         n_spikes = 0
         for p in range(n_pop):
             start = n_spikes
+            first[p] = start
             model = pop_model[p]
             lo, hi = pop_lo[p], pop_hi[p]
             keys = stream_keys[2 * lo:2 * hi]
@@ -209,6 +208,7 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
             for s in range(start, n_spikes):
                 total += counts[s]
             pop_counts[tt, b, p] = total
+        first[n_pop] = n_spikes
         # propagate: each spike walks its CSR row into the ring buffer (a row
         # on a resistive array is read through it); plastic synapses of the
         # row then see the presynaptic spike (deferred rules in the same pass)
@@ -231,20 +231,20 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
                 if arrive >= depth:
                     arrive -= depth
             if deferred:   # (deferred rules never run on resistive arrays)
-                stdp.propagate_deferred(weight, wb, b, j, c, arrive, delay, slot, ring, row_run,
-                                        run_lo, target, n_total, syn_rule, rule_f, rule_i,
-                                        traces, defer_sum, defer_snap, h, inv_h, amp_minus,
-                                        amp_plus, spiked, clips)
+                stdp.propagate_deferred(weight, wb, b, j, c, arrive, delay, slot, ring, ring_flat,
+                                        row_run, run_lo, target, n_total, syn_rule, rule_f,
+                                        rule_i, traces, defer_sum, defer_snap, h, inv_h,
+                                        amp_minus, amp_plus, spiked, clips)
             elif arrive >= 0 and not hw_any:
                 # (indexed in place: an array view per spike would cost numba's
                 # reference counting)
                 value = row_weight[j] * c
                 if value == value:  # one weight for the row (not NaN): no weight reads
-                    for k in range(lo, hi):
-                        ring[arrive, b, target[k]] += value
+                    for k in range(np.uint64(lo), np.uint64(hi)):
+                        ring[arrive, b, np.uint64(target[k])] += value
                 else:
-                    for k in range(lo, hi):
-                        ring[arrive, b, target[k]] += weight[wb, k] * c
+                    for k in range(np.uint64(lo), np.uint64(hi)):
+                        ring[arrive, b, np.uint64(target[k])] += weight[wb, k] * c
             else:
                 for k in range(lo, hi):
                     arrive = slot + delay[k]
@@ -261,8 +261,8 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
                                 n_total, syn_rule, rule_f, rule_i, traces, amp_minus, clips, hw)
                 stdp.post_spikes(weight, wb, elig, b, spikes, n_spikes, csc_ptr, csc_syn, csc_pre,
                                  csc_rule, rule_f, rule_i, traces, amp_plus, clips, hw)
-            stdp.bump_traces(traces, b, spikes, n_spikes, rule_f, rule_i, amp_plus, defer_sum, h,
-                             spiked)
+            stdp.bump_traces(traces, b, spikes, n_spikes, first, rule_pop, rule_f, rule_i,
+                             amp_plus, defer_sum, h, spiked)
             modulators.on_spikes(b, spikes, counts, n_spikes, mod_i, astro_sign, drive, traces)
             three_factor.apply(weight, wb, elig, b, rule_f, rule_i, plastic_syn, plastic_pre,
                                plastic_post, traces, mod_state, mod_i, lr, clips, hw_learn,

@@ -183,24 +183,27 @@ def _potentiate(weight, wb, elig, b, q0, q1, k, csc_syn, csc_pre, rule_f, rule_i
 
 
 @njit(cache=True, nogil=True)
-def bump_traces(traces, b, spikes, n_spikes, rule_f, rule_i, amp_plus, psum, h, spiked):
+def bump_traces(traces, b, spikes, n_spikes, first, rule_pop, rule_f, rule_i, amp_plus, psum, h,
+                spiked):
     """Raise the traces of this step's spiking neurons for every rule they are pre or
     post of; a post spike of a deferred rule adds its term a_plus · h to P (and is
-    cleared from ``spiked``)."""
+    cleared from ``spiked``). A rule's pre and post are whole populations
+    (``rule_pop[k]``), whose spikes are spikes[first[p]:first[p + 1]]."""
+    for k in range(rule_i.shape[0]):
+        inc = rule_f[k, INC]
+        nearest = rule_i[k, NEAREST] > 0
+        for side in range(2):
+            p = rule_pop[k, side]
+            off = (rule_i[k, X_OFF] - rule_i[k, PRE_LO] if side == 0
+                   else rule_i[k, Y_OFF] - rule_i[k, POST_LO])
+            term = amp_plus[k] * h[k] if side == 1 and rule_i[k, DEFER] else 0.0
+            for q in range(first[p], first[p + 1]):
+                i = off + spikes[q]
+                traces[b, i] = inc if nearest else traces[b, i] + inc
+                if term != 0:
+                    psum[b, i] += term
     for q in range(n_spikes):
-        j = spikes[q]
-        for k in range(rule_i.shape[0]):
-            inc = rule_f[k, INC]
-            nearest = rule_i[k, NEAREST] > 0
-            if rule_i[k, PRE_LO] <= j < rule_i[k, PRE_HI]:
-                i = rule_i[k, X_OFF] + j - rule_i[k, PRE_LO]
-                traces[b, i] = inc if nearest else traces[b, i] + inc
-            if rule_i[k, POST_LO] <= j < rule_i[k, POST_HI]:
-                i = rule_i[k, Y_OFF] + j - rule_i[k, POST_LO]
-                traces[b, i] = inc if nearest else traces[b, i] + inc
-                if rule_i[k, DEFER]:
-                    psum[b, i] += amp_plus[k] * h[k]
-        spiked[j] = 0
+        spiked[spikes[q]] = 0
 
 
 # ----------------------------------------------------------------------------- deferred
@@ -214,40 +217,45 @@ def deferred_factors(rule_f, rule_i, age, h, inv_h):
 
 
 @njit(cache=True, nogil=True)
-def propagate_deferred(weight, wb, b, j, c, arrive, delay, slot, ring, row_run, run_lo, target,
-                       n_total, syn_rule, rule_f, rule_i, traces, psum, snap, h, inv_h, amp_minus,
-                       amp_plus, spiked, clips):
+def propagate_deferred(weight, wb, b, j, c, arrive, delay, slot, ring, ring_flat, row_run, run_lo,
+                       target, n_total, syn_rule, rule_f, rule_i, traces, psum, snap, h, inv_h,
+                       amp_minus, amp_plus, spiked, clips):
     """Spike of neuron j (count c) through its CSR row when deferred rules learn: in one
     pass over each synapse of a deferred rule, the potentiations pending since j's last
     spike, the propagation into the ring buffer (slot ``arrive``, or per synapse from
     ``delay`` when arrive < 0), step 1 and the same-step potentiation; the other
-    synapses are propagated. ``spiked`` must mark all of this step's spikes first."""
+    synapses are propagated. ``spiked`` must mark all of this step's spikes first;
+    ``ring_flat``: the ring buffer as one flat view (offsets from :func:`_ring_at`)."""
+    depth, stride, b_off = ring.shape[0], ring.shape[1] * ring.shape[2], b * ring.shape[2]
+    at = arrive * stride + b_off if arrive >= 0 else -1
     for r in range(row_run[j], row_run[j + 1]):
         s0, s1 = run_lo[r], run_lo[r + 1]
         k = syn_rule[s0]
         if k >= 0 and rule_i[k, DEFER]:
-            _deferred_spike(weight, wb, b, j, c, s0, s1, k, arrive, delay, slot, ring, target,
-                            n_total, rule_f, rule_i, traces, psum, snap, h[k], inv_h[k],
-                            amp_minus[k], amp_plus[k], spiked, clips)
+            _deferred_spike(weight, wb, b, j, c, s0, s1, k, at, delay, slot, depth, stride,
+                            b_off, ring_flat, target, n_total, rule_f, rule_i, traces, psum, snap,
+                            h[k], inv_h[k], amp_minus[k], amp_plus[k], spiked, clips)
         else:
             for s in range(s0, s1):
-                ring[_arrival(arrive, delay, s, slot, ring.shape[0]), b, target[s]] += \
-                    weight[wb, s] * c
+                ring_flat[np.uint64(_ring_at(at, delay, s, slot, depth, stride, b_off)
+                                    + target[s])] += weight[wb, s] * c
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _arrival(arrive, delay, s, slot, depth):
-    """Ring slot of synapse s: ``arrive`` when the row has one delay (>= 0), else its own."""
-    if arrive >= 0:
-        return arrive
+def _ring_at(at, delay, s, slot, depth, stride, b_off):
+    """Flat offset of synapse s's ring row: ``at`` when the spike's row has one delay
+    (>= 0), else from its own delay. (Indices here are cast unsigned where they go
+    into arrays: numba's wraparound of negative indices costs instructions per synapse.)"""
+    if at >= 0:
+        return at
     a = slot + delay[s]
-    return a - depth if a >= depth else a
+    return (a - depth if a >= depth else a) * stride + b_off
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _deferred_spike(weight, wb, b, j, c, s0, s1, k, arrive, delay, slot, ring, target, n_total,
-                    rule_f, rule_i, traces, psum, snap, h, inv_h, amp_minus, amp_plus, spiked,
-                    clips):
+def _deferred_spike(weight, wb, b, j, c, s0, s1, k, at, delay, slot, depth, stride, b_off,
+                    ring_flat, target, n_total, rule_f, rule_i, traces, psum, snap, h, inv_h,
+                    amp_minus, amp_plus, spiked, clips):
     """Synapses [s0, s1) of deferred rule k at pre neuron j's spike: w += x_j / h ·
     (P_post - snap) (the pending potentiations), then w is propagated, then step 1,
     then step 2 where the post neuron spiked in this step too (x_j before its bump);
@@ -259,15 +267,15 @@ def _deferred_spike(weight, wb, b, j, c, s0, s1, k, arrive, delay, slot, ring, t
     factor = x * inv_h
     up = amp_plus * x
     term = amp_plus * h
-    depth = ring.shape[0]
     n_clip = 0
-    for s in range(s0, s1):
+    for s in range(np.uint64(s0), np.uint64(s1)):
         post = target[s]
-        p = psum[b, y_base + post]
+        yp = np.uint64(y_base + post)
+        p = psum[b, yp]
         w, clipped = _bounded(np.float32(weight[wb, s] + factor * (p - snap[b, s])), w_min, w_max)
-        ring[_arrival(arrive, delay, s, slot, depth), b, post] += w * c
-        w, clipped_down = _bounded(w - amp_minus * traces[b, y_base + post], w_min, w_max)
-        both = spiked[post - base]   # 1 where the post neuron spiked in this step too
+        ring_flat[np.uint64(_ring_at(at, delay, s, slot, depth, stride, b_off) + post)] += w * c
+        w, clipped_down = _bounded(w - amp_minus * traces[b, yp], w_min, w_max)
+        both = spiked[np.uint64(post - base)]   # 1 where the post neuron spiked in this step too
         weight[wb, s], clipped_up = _bounded(w + up * both, w_min, w_max)
         n_clip += clipped + clipped_down + clipped_up
         snap[b, s] = p + term * both
@@ -282,9 +290,9 @@ def _settle_run(weight, wb, b, s0, s1, k, target, n_total, rule_f, rule_i, facto
     w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
     y_base = rule_i[k, Y_OFF] - rule_i[k, POST_LO] - (target[s0] // n_total) * n_total
     n_clip = 0
-    for s in range(s0, s1):
+    for s in range(np.uint64(s0), np.uint64(s1)):
         weight[wb, s], clipped = _bounded(
-            np.float32(weight[wb, s] + factor * (psum[b, y_base + target[s]] - snap[b, s])),
+            np.float32(weight[wb, s] + factor * (psum[b, np.uint64(y_base + target[s])] - snap[b, s])),
             w_min, w_max)
         n_clip += clipped
         snap[b, s] = 0.0
@@ -295,7 +303,8 @@ def _settle_run(weight, wb, b, s0, s1, k, target, n_total, rule_f, rule_i, facto
 def _bounded(v, w_min, w_max):
     """(v clipped to [w_min, w_max], whether it was clipped). Branch-free; a change of 0
     leaves a weight within its bounds as it is, uncounted, so no select is needed."""
-    return min(max(v, w_min), w_max), (v < w_min) | (v > w_max)
+    bounded = min(max(v, w_min), w_max)
+    return bounded, bounded != v
 
 
 @njit(cache=True, nogil=True)
