@@ -163,7 +163,6 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
                 rule_pop[k, 0] = p
             if pop_lo[p] == rule_i[k, POST_LO] and pop_hi[p] == rule_i[k, POST_HI]:
                 rule_pop[k, 1] = p
-    ring_flat = ring.reshape(-1)
     h = np.ones(rule_i.shape[0])
     inv_h = np.ones(rule_i.shape[0])
     age = 0   # steps since deferred sums were last settled
@@ -212,9 +211,6 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
         # propagate: each spike walks its CSR row into the ring buffer (a row
         # on a resistive array is read through it); plastic synapses of the
         # row then see the presynaptic spike (deferred rules in the same pass)
-        if deferred:
-            for s in range(n_spikes):
-                spiked[spikes[s]] = 1
         for s in range(n_spikes):
             j = spikes[s]
             c = counts[s]
@@ -224,18 +220,15 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
                 rec_t[b, n] = t
                 rec_i[b, n] = j
                 rec_n[b] = n + 1
+            if deferred:
+                continue   # propagated below
             lo, hi = indptr[j], indptr[j + 1]
             arrive = -1   # the row's ring slot when it has one delay, else per synapse
             if row_delay[j] >= 0:
                 arrive = slot + row_delay[j]
                 if arrive >= depth:
                     arrive -= depth
-            if deferred:   # (deferred rules never run on resistive arrays)
-                stdp.propagate_deferred(weight, wb, b, j, c, arrive, delay, slot, ring, ring_flat,
-                                        row_run, run_lo, target, n_total, syn_rule, rule_f,
-                                        rule_i, traces, defer_sum, defer_snap, h, inv_h,
-                                        amp_minus, amp_plus, spiked, clips)
-            elif arrive >= 0 and not hw_any:
+            if arrive >= 0 and not hw_any:
                 # (indexed in place: an array view per spike would cost numba's
                 # reference counting)
                 value = row_weight[j] * c
@@ -254,6 +247,11 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
                     if hw_any:
                         w = array_read.read(w, hw_table, syn_proj[k], hw_key, t, b, k)
                     ring[arrive, b, target[k]] += w * c
+        if deferred:   # (deferred rules never run on resistive arrays)
+            stdp.propagate_deferred(weight, wb, b, spikes, counts, n_spikes, row_delay, delay,
+                                    slot, ring, row_run, run_lo, target, n_total, syn_rule,
+                                    rule_f, rule_i, traces, defer_sum, defer_snap, h, inv_h,
+                                    amp_minus, amp_plus, spiked, clips)
         if learn:
             if eager:
                 # rows are disjoint, so a spike's depression may follow every propagation

@@ -217,17 +217,36 @@ def deferred_factors(rule_f, rule_i, age, h, inv_h):
 
 
 @njit(cache=True, nogil=True)
-def propagate_deferred(weight, wb, b, j, c, arrive, delay, slot, ring, ring_flat, row_run, run_lo,
-                       target, n_total, syn_rule, rule_f, rule_i, traces, psum, snap, h, inv_h,
-                       amp_minus, amp_plus, spiked, clips):
-    """Spike of neuron j (count c) through its CSR row when deferred rules learn: in one
-    pass over each synapse of a deferred rule, the potentiations pending since j's last
-    spike, the propagation into the ring buffer (slot ``arrive``, or per synapse from
-    ``delay`` when arrive < 0), step 1 and the same-step potentiation; the other
-    synapses are propagated. ``spiked`` must mark all of this step's spikes first;
-    ``ring_flat``: the ring buffer as one flat view (offsets from :func:`_ring_at`)."""
+def propagate_deferred(weight, wb, b, spikes, counts, n_spikes, row_delay, delay, slot, ring,
+                       row_run, run_lo, target, n_total, syn_rule, rule_f, rule_i, traces, psum,
+                       snap, h, inv_h, amp_minus, amp_plus, spiked, clips):
+    """This step's spikes through their CSR rows when deferred rules learn (one call
+    per step: a call per spike would cost numba's reference counting of every array
+    argument). At each synapse of a deferred rule, in one pass: the potentiations
+    pending since the pre neuron's last spike, the delivery into the ring buffer,
+    step 1 and the same-step potentiation; the other synapses are delivered.
+    ``spiked`` (uint8 [n_total], all 0) gets this step's spikes marked, for
+    :func:`bump_traces` to clear."""
+    for q in range(n_spikes):
+        spiked[spikes[q]] = 1
     depth, stride, b_off = ring.shape[0], ring.shape[1] * ring.shape[2], b * ring.shape[2]
-    at = arrive * stride + b_off if arrive >= 0 else -1
+    ring_flat = ring.reshape(-1)   # offsets from _ring_at
+    for q in range(n_spikes):
+        j = spikes[q]
+        at = -1   # the row's ring offset when it has one delay, else per synapse
+        if row_delay[j] >= 0:
+            arrive = slot + row_delay[j]
+            at = (arrive - depth if arrive >= depth else arrive) * stride + b_off
+        _deferred_row(weight, wb, b, j, counts[q], at, delay, slot, depth, stride, b_off,
+                      ring_flat, row_run, run_lo, target, n_total, syn_rule, rule_f, rule_i,
+                      traces, psum, snap, h, inv_h, amp_minus, amp_plus, spiked, clips)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _deferred_row(weight, wb, b, j, c, at, delay, slot, depth, stride, b_off, ring_flat, row_run,
+                  run_lo, target, n_total, syn_rule, rule_f, rule_i, traces, psum, snap, h, inv_h,
+                  amp_minus, amp_plus, spiked, clips):
+    """Pre neuron j's spike (count c) through its row, one run of a rule at a time."""
     for r in range(row_run[j], row_run[j + 1]):
         s0, s1 = run_lo[r], run_lo[r + 1]
         k = syn_rule[s0]
