@@ -14,12 +14,11 @@ from numba import njit, prange
 
 from spiking.backends.base import ArrayBackend, row_weights
 from spiking.models import izhikevich, lif
-from spiking.models.kernel import UNIFORM, collect
+from spiking.models.kernel import UNIFORM, collect, ring_slot
 from spiking.models.sources import EXP_MINUS_LAM, LAM, POISSON_ID, START_STEP, STOP_STEP
 from spiking.plasticity import modulators, stdp, three_factor
 from spiking.plasticity.layout import (A_MINUS, A_PLUS, AM_MOD, AM_SCALE, AP_MOD, AP_SCALE,
-                                       DEFER, LR_DECAY, M_COL, POST_HI, POST_LO, PRE_HI,
-                                       PRE_LO)
+                                       DEFER, LR_DECAY, M_COL)
 from spiking.rng import poisson_from_uniform, uniform_at
 from spiking.synapses import array_read
 
@@ -156,13 +155,6 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
     amp_plus, amp_minus = amp[b, :, 0], amp[b, :, 1]   # views: amp changes in place
     spiked = np.zeros(n_total, np.uint8)   # this step's spikes (deferred rules)
     first = np.zeros(n_pop + 1, np.int64)   # population p's spikes: spikes[first[p]:first[p+1]]
-    rule_pop = np.zeros((rule_i.shape[0], 2), np.int64)   # each rule's pre and post population
-    for k in range(rule_i.shape[0]):
-        for p in range(n_pop):
-            if pop_lo[p] == rule_i[k, PRE_LO] and pop_hi[p] == rule_i[k, PRE_HI]:
-                rule_pop[k, 0] = p
-            if pop_lo[p] == rule_i[k, POST_LO] and pop_hi[p] == rule_i[k, POST_HI]:
-                rule_pop[k, 1] = p
     h = np.ones(rule_i.shape[0])
     inv_h = np.ones(rule_i.shape[0])
     age = 0   # steps since deferred sums were last settled
@@ -223,12 +215,8 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
             if deferred:
                 continue   # propagated below
             lo, hi = indptr[j], indptr[j + 1]
-            arrive = -1   # the row's ring slot when it has one delay, else per synapse
-            if row_delay[j] >= 0:
-                arrive = slot + row_delay[j]
-                if arrive >= depth:
-                    arrive -= depth
-            if arrive >= 0 and not hw_any:
+            if row_delay[j] >= 0 and not hw_any:
+                arrive = ring_slot(slot, row_delay[j], depth)   # one delay for the row
                 # (indexed in place: an array view per spike would cost numba's
                 # reference counting)
                 value = row_weight[j] * c
@@ -240,9 +228,7 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
                         ring[arrive, b, np.uint64(target[k])] += weight[wb, k] * c
             else:
                 for k in range(lo, hi):
-                    arrive = slot + delay[k]
-                    if arrive >= depth:
-                        arrive -= depth
+                    arrive = ring_slot(slot, delay[k], depth)
                     w = weight[wb, k]
                     if hw_any:
                         w = array_read.read(w, hw_table, syn_proj[k], hw_key, t, b, k)
@@ -259,8 +245,8 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
                                 n_total, syn_rule, rule_f, rule_i, traces, amp_minus, clips, hw)
                 stdp.post_spikes(weight, wb, elig, b, spikes, n_spikes, csc_ptr, csc_syn, csc_pre,
                                  csc_rule, rule_f, rule_i, traces, amp_plus, clips, hw)
-            stdp.bump_traces(traces, b, spikes, n_spikes, first, rule_pop, rule_f, rule_i,
-                             amp_plus, defer_sum, h, spiked)
+            stdp.bump_traces(traces, b, spikes, n_spikes, first, rule_f, rule_i, amp_plus,
+                             defer_sum, h, spiked)
             modulators.on_spikes(b, spikes, counts, n_spikes, mod_i, astro_sign, drive, traces)
             three_factor.apply(weight, wb, elig, b, rule_f, rule_i, plastic_syn, plastic_pre,
                                plastic_post, traces, mod_state, mod_i, lr, clips, hw_learn,

@@ -51,6 +51,14 @@ def take_input(row, j, used):
     return x
 
 
+@njit(cache=True, nogil=True, inline="always")
+def ring_slot(slot, delay, depth):
+    """The ring-buffer slot that a spike sent in ``slot`` reaches after ``delay``
+    steps (0 < delay < depth)."""
+    arrive = slot + delay
+    return arrive - depth if arrive >= depth else arrive
+
+
 @njit(cache=True, nogil=True)
 def collect(fired, lo, n, spikes, n_spikes):
     """Append the indices lo + j of fired[j] != 0 (j < n, fired uint8 and

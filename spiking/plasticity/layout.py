@@ -6,8 +6,8 @@ times folded into per-step decay factors.
 
 Rule tables (one row per plastic projection k):
 - ``rule_f`` float32 [K, NF]: amplitudes, trace decays, bounds, eta, decays
-- ``rule_i`` int64 [K, NI]: kind, options, neuron ranges, trace offsets,
-  modulator indices, range in the plastic-synapse list
+- ``rule_i`` int64 [K, NI]: kind, options, neuron ranges and their populations'
+  indices, trace offsets, modulator indices, range in the plastic-synapse list
 A ``deferred`` rule (``schedule: deferred``) settles its potentiations at
 least every ``deferred_span`` steps: the span over which its weighting factor
 exp(steps · dt / tau_plus) stays below exp(DEFERRED_RANGE) (see stdp.py, "Deferred").
@@ -34,8 +34,8 @@ from spiking.rng import generator
 A_PLUS, A_MINUS, X_DECAY, Y_DECAY, INC, W_MIN, W_MAX, E_DECAY, ETA, LR_DECAY, AP_SCALE, AM_SCALE = range(12)
 NF = 12
 # rule_i columns
-KIND, MULT, NEAREST, ELIG, PRE_LO, PRE_HI, POST_LO, POST_HI, X_OFF, Y_OFF, AP_MOD, AM_MOD, MOD, GATE, SYN_LO, SYN_HI, DEFER = range(17)
-NI = 17
+KIND, MULT, NEAREST, ELIG, PRE_LO, PRE_HI, POST_LO, POST_HI, X_OFF, Y_OFF, AP_MOD, AM_MOD, MOD, GATE, SYN_LO, SYN_HI, DEFER, PRE_POP, POST_POP = range(19)
+NI = 19
 STDP, THREE_FACTOR = 0, 1
 ELIG_STDP, ELIG_HEBBIAN, ELIG_PRE = 0, 1, 2
 # mod_i columns
@@ -159,6 +159,8 @@ def build_layout(spec) -> PlasticityLayout:
         rule_i[k, ELIG] = {"stdp": ELIG_STDP, "hebbian": ELIG_HEBBIAN, "pre": ELIG_PRE}[cfg.eligibility]
         rule_i[k, PRE_LO], rule_i[k, PRE_HI] = pre.offset, pre.stop
         rule_i[k, POST_LO], rule_i[k, POST_HI] = post.offset, post.stop
+        rule_i[k, PRE_POP] = spec.populations.index(pre)
+        rule_i[k, POST_POP] = spec.populations.index(post)
         rule_i[k, X_OFF] = n_traces
         n_traces += pre.size
         rule_i[k, Y_OFF] = n_traces

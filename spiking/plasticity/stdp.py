@@ -51,10 +51,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from spiking.models.kernel import ring_slot
 from spiking.synapses.array_write import ON, write
 from spiking.plasticity.layout import (DEFER, ELIG, ELIG_HEBBIAN, ELIG_PRE, ELIG_STDP, INC, KIND, MULT,
-                                       NEAREST, POST_HI, POST_LO, PRE_HI, PRE_LO, STDP, W_MAX,
-                                       W_MIN, X_DECAY, X_OFF, Y_DECAY, Y_OFF)
+                                       NEAREST, POST_HI, POST_LO, POST_POP, PRE_HI, PRE_LO,
+                                       PRE_POP, STDP, W_MAX, W_MIN, X_DECAY, X_OFF, Y_DECAY,
+                                       Y_OFF)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -72,6 +74,13 @@ def clip(value, low, high, counts, b, k):
 def decay_traces(traces, trace_decay, b):
     for i in range(traces.shape[1]):
         traces[b, i] = traces[b, i] * trace_decay[i]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _post_trace_base(rule_i, k, first_target, n_total):
+    """Offset that turns a target of rule k's synapses (receptor slot · n_total + post
+    neuron; one projection, so one slot) into the index of its post trace."""
+    return rule_i[k, Y_OFF] - rule_i[k, POST_LO] - (first_target // n_total) * n_total
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -116,7 +125,7 @@ def _depress(weight, wb, elig, b, s0, s1, k, target, n_total, rule_f, rule_i, tr
     learn, proj, table, key, g, level, writes, frozen = hw
     on_array = learn and table[proj[s0], ON] > 0   # one projection: all or none
     # trace index of the post neuron: y_off + (target - slot * n_total) - post_lo
-    y_base = rule_i[k, Y_OFF] - rule_i[k, POST_LO] - (target[s0] // n_total) * n_total
+    y_base = _post_trace_base(rule_i, k, target[s0], n_total)
     for s in range(s0, s1):
         y = traces[b, y_base + target[s]]
         if y == 0:
@@ -183,17 +192,16 @@ def _potentiate(weight, wb, elig, b, q0, q1, k, csc_syn, csc_pre, rule_f, rule_i
 
 
 @njit(cache=True, nogil=True)
-def bump_traces(traces, b, spikes, n_spikes, first, rule_pop, rule_f, rule_i, amp_plus, psum, h,
-                spiked):
+def bump_traces(traces, b, spikes, n_spikes, first, rule_f, rule_i, amp_plus, psum, h, spiked):
     """Raise the traces of this step's spiking neurons for every rule they are pre or
     post of; a post spike of a deferred rule adds its term a_plus · h to P (and is
     cleared from ``spiked``). A rule's pre and post are whole populations
-    (``rule_pop[k]``), whose spikes are spikes[first[p]:first[p + 1]]."""
+    (PRE_POP, POST_POP), population p's spikes are spikes[first[p]:first[p + 1]]."""
     for k in range(rule_i.shape[0]):
         inc = rule_f[k, INC]
         nearest = rule_i[k, NEAREST] > 0
         for side in range(2):
-            p = rule_pop[k, side]
+            p = rule_i[k, PRE_POP] if side == 0 else rule_i[k, POST_POP]
             off = (rule_i[k, X_OFF] - rule_i[k, PRE_LO] if side == 0
                    else rule_i[k, Y_OFF] - rule_i[k, POST_LO])
             term = amp_plus[k] * h[k] if side == 1 and rule_i[k, DEFER] else 0.0
@@ -235,8 +243,7 @@ def propagate_deferred(weight, wb, b, spikes, counts, n_spikes, row_delay, delay
         j = spikes[q]
         at = -1   # the row's ring offset when it has one delay, else per synapse
         if row_delay[j] >= 0:
-            arrive = slot + row_delay[j]
-            at = (arrive - depth if arrive >= depth else arrive) * stride + b_off
+            at = ring_slot(slot, row_delay[j], depth) * stride + b_off
         _deferred_row(weight, wb, b, j, counts[q], at, delay, slot, depth, stride, b_off,
                       ring_flat, row_run, run_lo, target, n_total, syn_rule, rule_f, rule_i,
                       traces, psum, snap, h, inv_h, amp_minus, amp_plus, spiked, clips)
@@ -267,8 +274,7 @@ def _ring_at(at, delay, s, slot, depth, stride, b_off):
     into arrays: numba's wraparound of negative indices costs instructions per synapse.)"""
     if at >= 0:
         return at
-    a = slot + delay[s]
-    return (a - depth if a >= depth else a) * stride + b_off
+    return ring_slot(slot, delay[s], depth) * stride + b_off
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -281,7 +287,7 @@ def _deferred_spike(weight, wb, b, j, c, s0, s1, k, at, delay, slot, depth, stri
     snap becomes P_post, past that same-step term. Branch-free on data."""
     w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
     base = (target[s0] // n_total) * n_total   # the receptor slot's offset in target
-    y_base = rule_i[k, Y_OFF] - rule_i[k, POST_LO] - base
+    y_base = _post_trace_base(rule_i, k, target[s0], n_total)
     x = traces[b, rule_i[k, X_OFF] + j - rule_i[k, PRE_LO]]
     factor = x * inv_h
     up = amp_plus * x
@@ -291,7 +297,7 @@ def _deferred_spike(weight, wb, b, j, c, s0, s1, k, at, delay, slot, depth, stri
         post = target[s]
         yp = np.uint64(y_base + post)
         p = psum[b, yp]
-        w, clipped = _bounded(np.float32(weight[wb, s] + factor * (p - snap[b, s])), w_min, w_max)
+        w, clipped = _pending(weight[wb, s], factor, p, snap[b, s], w_min, w_max)
         ring_flat[np.uint64(_ring_at(at, delay, s, slot, depth, stride, b_off) + post)] += w * c
         w, clipped_down = _bounded(w - amp_minus * traces[b, yp], w_min, w_max)
         both = spiked[np.uint64(post - base)]   # 1 where the post neuron spiked in this step too
@@ -307,15 +313,22 @@ def _settle_run(weight, wb, b, s0, s1, k, target, n_total, rule_f, rule_i, facto
     """Synapses [s0, s1) of deferred rule k: their pending potentiations, with snap
     reset to 0 for P's restart. Branch-free, as :func:`_deferred_spike`."""
     w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
-    y_base = rule_i[k, Y_OFF] - rule_i[k, POST_LO] - (target[s0] // n_total) * n_total
+    y_base = _post_trace_base(rule_i, k, target[s0], n_total)
     n_clip = 0
     for s in range(np.uint64(s0), np.uint64(s1)):
-        weight[wb, s], clipped = _bounded(
-            np.float32(weight[wb, s] + factor * (psum[b, np.uint64(y_base + target[s])] - snap[b, s])),
-            w_min, w_max)
+        weight[wb, s], clipped = _pending(weight[wb, s], factor,
+                                          psum[b, np.uint64(y_base + target[s])], snap[b, s],
+                                          w_min, w_max)
         n_clip += clipped
         snap[b, s] = 0.0
     clips[b, k] += n_clip
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pending(w, factor, p, snap, w_min, w_max):
+    """w plus the potentiations pending since snap was taken, factor · (P - snap),
+    bounded (:func:`_bounded`)."""
+    return _bounded(np.float32(w + factor * (p - snap)), w_min, w_max)
 
 
 @njit(cache=True, nogil=True, inline="always")
