@@ -10,7 +10,8 @@
    as a control with TSM off (same steps, so the gain is not just more training);
 3. threshold-guidance gain: picks delta on ``--n-select`` samples per delta from
    the config's grid and compares the best delta with delta = 0;
-4. scores SNN and ANN on ``--n-eval`` DDIM samples (10,000 as in the issue),
+4. scores SNN and ANN on ``--n-eval`` samples (10,000 as in the issue; ``--sampler``:
+   DDIM by default, or ancestral DDPM, respaced with ``--sampling-steps``),
    the TSM / control / guided models on ``--n-compare`` (their gains are
    differences at equal sample counts): FID on the metric classifier's features,
    fraction with confidence > 0.9, class entropy; real training digits give the
@@ -70,42 +71,44 @@ def cached(path: Path, key: dict, compute) -> dict:
     return value
 
 
-def score(name: str, run_dir: Path, metric, n: int, out: Path, delta: float = 0.0,
-          ddim_steps: Optional[int] = None) -> dict:
+def score(name: str, run_dir: Path, metric, n: int, out: Path, sampling: dict, delta: float = 0.0) -> dict:
+    """Quality, spike rates and energy of ``n`` samples of a run (``sampling``:
+    sampler and steps), cached in OUT/scores/."""
     run = load_run(run_dir)
-    key = {"run": str(run_dir), "step": run.step, "n": n, "delta": delta, "ddim_steps": ddim_steps, "seed": 0}
+    key = {"run": str(run_dir), "step": run.step, "n": n, "delta": delta, **sampling, "seed": 0}
 
     def compute() -> dict:
-        result, images = evaluate(run, metric, n, delta=delta, ddim_steps=ddim_steps)
+        result, images = evaluate(run, metric, n, sampling["sampler"], delta=delta, steps=sampling["steps"])
         save_grid(images[:64], out / f"grid_{name}.png")
         return result
 
     result = cached(out / "scores" / f"{name}.json", key, compute)
     result["train"] = read_metrics(run_dir)["train"]
-    result["ddim_steps"] = ddim_steps or run.config.diffusion.sample.ddim_steps
+    result["sampling_steps"] = len(run.diffusion.sampling_steps(
+        sampling["sampler"], sampling["steps"] or run.config.diffusion.sample.steps(sampling["sampler"])))
     print(f"  {name}: FID {result['fid']:.2f}, confident {result['confident_fraction']:.1%}, "
           f"entropy {result['class_entropy']:.3f} ({result['wall_seconds']:.0f} s wall to sample and score)")
     return result
 
 
-def select_row(run, metric, delta: float, n: int, ddim_steps: Optional[int]) -> dict:
-    quality = metric(generate(run, n, "ddim", 0, delta, ddim_steps))
+def select_row(run, metric, delta: float, n: int, sampling: dict) -> dict:
+    quality = metric(generate(run, n, sampling["sampler"], 0, delta, sampling["steps"]))
     return {"delta": delta, **{k: quality[k] for k in ("fid", "confident_fraction", "class_entropy")}}
 
 
-def select(run_dir: Path, metric, deltas: list, n: int, out: Path, ddim_steps: Optional[int]) -> dict:
+def select(run_dir: Path, metric, deltas: list, n: int, out: Path, sampling: dict) -> dict:
     """As ``sampling.select_delta`` (lowest FID wins), one cached delta at a time."""
     run = load_run(run_dir)
     table = []
     for delta in deltas:
-        key = {"run": str(run_dir), "step": run.step, "n": n, "delta": delta, "ddim_steps": ddim_steps, "seed": 0}
+        key = {"run": str(run_dir), "step": run.step, "n": n, "delta": delta, **sampling, "seed": 0}
         row = cached(out / "scores" / f"select_{run_dir.name}_{delta:+g}.json", key,
-                     lambda: select_row(run, metric, delta, n, ddim_steps))
+                     lambda: select_row(run, metric, delta, n, sampling))
         print(f"  delta {delta:+.3f}: FID {row['fid']:.2f}, confident {row['confident_fraction']:.1%}, "
               f"entropy {row['class_entropy']:.3f}")
         table.append(row)
     best = min(table, key=lambda row: row["fid"])
-    return {"n_per_delta": n, "sampler": "ddim", "table": table, "best_delta": best["delta"]}
+    return {"n_per_delta": n, **sampling, "table": table, "best_delta": best["delta"]}
 
 
 STAGES = ("snn", "ann", "snn_tsm", "snn_finetuned", "guidance")
@@ -120,7 +123,9 @@ def main() -> int:
     parser.add_argument("--n-compare", type=int, default=2000,
                         help="generated images for the TSM, control and guided models")
     parser.add_argument("--n-select", type=int, default=500, help="generated images per delta")
-    parser.add_argument("--ddim-steps", type=int, help="DDIM steps when scoring (default: the config's, 50)")
+    parser.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim", help="sampler when scoring")
+    parser.add_argument("--sampling-steps", type=int, help="sampling steps when scoring (default: the config's: "
+                                                 "50 for ddim, all T for ddpm; fewer ddpm steps respace)")
     parser.add_argument("--deltas", type=float, nargs="+",
                         help="threshold-guidance deltas to try (default: the config's sample.threshold_deltas)")
     parser.add_argument("--only", choices=STAGES, nargs="+",
@@ -130,6 +135,7 @@ def main() -> int:
     out = args.out
     steps = [f"diffusion.train.steps={args.steps}"] if args.steps else []
     only = set(args.only or STAGES)
+    sampling = {"sampler": args.sampler, "steps": args.sampling_steps}
     started, cpu = time.perf_counter(), time.process_time()
 
     print("== training the SNN and its ANN twin (equal steps)")
@@ -144,17 +150,17 @@ def main() -> int:
                                            "diffusion.train.warmup_steps=0"])
 
     metric = load_metric()
-    print(f"== scoring DDIM samples: {args.n_eval} for SNN and ANN, {args.n_compare} for the others")
+    print(f"== scoring {args.sampler} samples: {args.n_eval} for SNN and ANN, {args.n_compare} for the others")
     pixels, _ = mnist_train()
     real = metric(to_digit_images(to_model_images(torch.from_numpy(pixels[:args.n_eval]), 28)))
     print(f"  real training digits: FID {real['fid']:.2f}, confident {real['confident_fraction']:.1%}")
     results = {"real_train_digits": real}
     for name in ("snn", "ann"):
         if name in only:
-            results[name] = score(name, out / name, metric, args.n_eval, out, ddim_steps=args.ddim_steps)
+            results[name] = score(name, out / name, metric, args.n_eval, out, sampling)
     for name in ("snn_tsm", "snn_finetuned"):
         if name in only or "guidance" in only:
-            results[name] = score(name, out / name, metric, args.n_compare, out, ddim_steps=args.ddim_steps)
+            results[name] = score(name, out / name, metric, args.n_compare, out, sampling)
     if args.only and "guidance" not in only:
         print(f"scored {', '.join(sorted(only))} ({time.perf_counter() - started:.0f} s wall); "
               "run without --only for the table")
@@ -165,11 +171,10 @@ def main() -> int:
     guided_run = load_run(out / guided_name)
     deltas = args.deltas or guided_run.config.diffusion.sample.threshold_deltas
     print(f"== threshold guidance on {guided_name}: deltas {deltas}, {args.n_select} samples each")
-    selection = select(out / guided_name, metric, deltas, args.n_select, out, args.ddim_steps)
+    selection = select(out / guided_name, metric, deltas, args.n_select, out, sampling)
     results["threshold_guidance"] = selection
     best = selection["best_delta"]
-    results["snn_guided"] = (score("snn_guided", out / guided_name, metric, args.n_compare, out, best,
-                                   args.ddim_steps)
+    results["snn_guided"] = (score("snn_guided", out / guided_name, metric, args.n_compare, out, sampling, best)
                              if best != 0.0 else results[guided_name])
     if args.only:
         print(f"scored {', '.join(sorted(only))}; run without --only for the table")
@@ -182,7 +187,8 @@ def main() -> int:
         "n_compare": args.n_compare,
         "n_select": args.n_select,
         "tsm_steps": args.tsm_steps,
-        "ddim_steps": snn["ddim_steps"],
+        "sampler": args.sampler,
+        "sampling_steps": snn["sampling_steps"],
         "fid_snn": snn["fid"], "fid_ann": ann["fid"],
         "tsm_fid_gain": results["snn_finetuned"]["fid"] - results["snn_tsm"]["fid"],
         "threshold_guidance_delta": best,

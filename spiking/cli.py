@@ -206,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="run folder written by spiking train")
     p.add_argument("--n", type=int, default=64, help="number of samples")
     p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the config's; fewer ddpm steps respace "
+                                             "the schedule)")
     p.add_argument("--delta", action="append", type=float, help="threshold guidance δ (repeat for a grid)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="samples.png", help="PNG grid to write")

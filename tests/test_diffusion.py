@@ -258,6 +258,33 @@ def test_ddpm_sampler_and_schedule():
 
 # ------------------------------------------------------------------ training
 
+def test_ddpm_sampler_with_all_steps_is_the_posterior_and_respaces_with_fewer():
+    schedule = ScheduleConfig(timesteps=20)
+    diffusion = GaussianDiffusion(schedule)
+    model = lambda x, t: 0.3 * x  # noqa: E731
+    shape = (3, 1, 8, 8)
+    images = diffusion.sample(model, shape, torch.Generator().manual_seed(5), "ddpm")
+    # textbook ancestral sampling (Ho et al. 2020, eq. 6-7) with the same draws
+    generator = torch.Generator().manual_seed(5)
+    betas = diffusion.betas
+    abar = diffusion.alphas_cumprod
+    x = torch.randn(shape, generator=generator, dtype=torch.float32).double()
+    for t in range(schedule.timesteps - 1, -1, -1):
+        abar_prev = abar[t - 1] if t > 0 else torch.tensor(1.0, dtype=torch.float64)
+        x0 = ((x - (1 - abar[t]).sqrt() * 0.3 * x) / abar[t].sqrt()).clamp(-1, 1)
+        mean = (betas[t] * abar_prev.sqrt() * x0 + (1 - abar_prev) * (1 - betas[t]).sqrt() * x) / (1 - abar[t])
+        x = mean
+        if t > 0:
+            x = x + (betas[t] * (1 - abar_prev) / (1 - abar[t])).sqrt() * torch.randn(shape, generator=generator)
+    assert torch.allclose(images.double(), x, atol=1e-4)
+    assert diffusion.sampling_steps("ddpm", 5).tolist() == [19, 14, 10, 5, 0]
+    assert len(diffusion.sampling_steps("ddim")) == 20 and len(GaussianDiffusion(ScheduleConfig()).sampling_steps("ddim")) == 50
+    respaced = diffusion.sample(model, shape, torch.Generator().manual_seed(5), "ddpm", steps=5)
+    assert respaced.shape == shape and torch.isfinite(respaced).all()
+    with pytest.raises(SpikingError, match="between 1 and T = 20"):
+        diffusion.sampling_steps("ddpm", 21)
+
+
 def test_resumed_training_matches_uninterrupted(tmp_path, pixels, monkeypatch):
     config = write_config(tmp_path)
     straight = trainer(config, tmp_path / "straight", pixels)

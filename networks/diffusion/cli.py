@@ -43,7 +43,7 @@ def train(config_path: str, out: str, overrides: Sequence[str] = (), resume: boo
 
 
 def _choose_delta(run: TrainedRun, delta: Optional[List[float]], tune_delta: bool, sampler: str, seed: int,
-                  ddim_steps: Optional[int], selection_samples: Optional[int], progress: bool,
+                  steps: Optional[int], selection_samples: Optional[int], progress: bool,
                   data: DataRoot) -> float:
     """The given delta; the best of several (by FID, remembered in metrics.json);
     or the one remembered for the run, else 0."""
@@ -57,7 +57,7 @@ def _choose_delta(run: TrainedRun, delta: Optional[List[float]], tune_delta: boo
         return deltas[0]
     per_delta = selection_samples or run.config.diffusion.metrics.selection_samples
     print(f"threshold guidance: scoring {len(deltas)} deltas on {per_delta} samples each")
-    selection = select_delta(run, load_metric(progress, data), deltas, per_delta, sampler, seed, ddim_steps,
+    selection = select_delta(run, load_metric(progress, data), deltas, per_delta, sampler, seed, steps,
                              progress)
     update_metrics(run.run_dir, {"threshold_guidance": selection})
     print(f"best delta: {selection['best_delta']:g}")
@@ -65,7 +65,7 @@ def _choose_delta(run: TrainedRun, delta: Optional[List[float]], tune_delta: boo
 
 
 def sample(run_dir: str, n: int = 64, sampler: str = "ddim", out: str = "grid.png",
-           delta: Optional[List[float]] = None, seed: int = 0, ddim_steps: Optional[int] = None,
+           delta: Optional[List[float]] = None, seed: int = 0, steps: Optional[int] = None,
            tune_delta: bool = False, selection_samples: Optional[int] = None, device: str = "auto",
            progress: bool = True, data: DataRoot = None) -> int:
     """Draw ``n`` samples from a run into a PNG grid (the first 256).
@@ -75,14 +75,14 @@ def sample(run_dir: str, n: int = 64, sampler: str = "ddim", out: str = "grid.pn
     Neither: the delta picked earlier for this run (``metrics.json``), else 0.
     """
     run = load_run(run_dir, device)
-    chosen = _choose_delta(run, delta, tune_delta, sampler, seed, ddim_steps, selection_samples, progress, data)
-    images = generate(run, n, sampler, seed, chosen, ddim_steps, progress=progress)
+    chosen = _choose_delta(run, delta, tune_delta, sampler, seed, steps, selection_samples, progress, data)
+    images = generate(run, n, sampler, seed, chosen, steps, progress=progress)
     print(f"{len(images)} samples ({sampler}, delta={chosen:g}) -> {save_grid(images[:GRID_MAX], out)}")
     return 0
 
 
 def evaluate_run(run_dir: str, n: Optional[int] = None, sampler: str = "ddim", seed: int = 0,
-                 delta: Optional[List[float]] = None, tune_delta: bool = False, ddim_steps: Optional[int] = None,
+                 delta: Optional[List[float]] = None, tune_delta: bool = False, steps: Optional[int] = None,
                  device: str = "auto", progress: bool = True, data: DataRoot = None,
                  out: Optional[str] = None) -> Dict:
     """Score ``n`` (default ``metrics.n_samples``) samples of a run; the result
@@ -90,9 +90,10 @@ def evaluate_run(run_dir: str, n: Optional[int] = None, sampler: str = "ddim", s
     64 samples into ``run_dir/samples/evaluation.png``."""
     run = load_run(run_dir, device)
     n = n or run.config.diffusion.metrics.n_samples
-    chosen = _choose_delta(run, delta, tune_delta, sampler, seed, ddim_steps, None, progress, data)
-    result, images = evaluate(run, load_metric(progress, data), n, sampler, seed, chosen, ddim_steps, progress)
-    key = f"{sampler}|delta={chosen:g}|n={n}|seed={seed}"
+    chosen = _choose_delta(run, delta, tune_delta, sampler, seed, steps, None, progress, data)
+    result, images = evaluate(run, load_metric(progress, data), n, sampler, seed, chosen, steps, progress)
+    steps = steps or run.config.diffusion.sample.steps(sampler) or run.diffusion.timesteps
+    key = f"{sampler}|steps={steps}|delta={chosen:g}|n={n}|seed={seed}"
     update_metrics(run.run_dir, {"evaluation": {key: result}})
     if out:
         atomic_write(out, lambda temporary: temporary.write_text(json.dumps(result, indent=2) + "\n"))
@@ -115,7 +116,7 @@ def train_command(args: argparse.Namespace) -> int:
 
 def sample_command(args: argparse.Namespace) -> int:
     """``spiking sample RUN --n N --sampler ddim --out grid.png [--delta D ...] [--seed S]``."""
-    return sample(args.model, args.n, args.sampler, args.out, args.delta, args.seed,
+    return sample(args.model, args.n, args.sampler, args.out, args.delta, args.seed, getattr(args, "steps", None),
                   device=getattr(args, "device", None) or "auto")
 
 
@@ -146,7 +147,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         command.add_argument("--tune-delta", action="store_true",
                              help="pick delta from the config's sample.threshold_deltas by FID")
         command.add_argument("--seed", type=int, default=0)
-        command.add_argument("--ddim-steps", type=int)
+        command.add_argument("--steps", "--ddim-steps", dest="steps", type=int,
+                             help="sampling steps (default: sample.ddim_steps for ddim, sample.ddpm_steps "
+                                  "or all T for ddpm; fewer ddpm steps respace the schedule)")
         command.add_argument("--device", default="auto")
     commands.choices["sample"].add_argument("--n", type=int, default=64)
     commands.choices["sample"].add_argument("--out", default="grid.png")
@@ -161,9 +164,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "train":
             return train(args.config, args.out, args.overrides, not args.restart, args.progress, args.data)
         if args.command == "sample":
-            return sample(args.run_dir, args.n, args.sampler, args.out, args.delta, args.seed, args.ddim_steps,
+            return sample(args.run_dir, args.n, args.sampler, args.out, args.delta, args.seed, args.steps,
                           args.tune_delta, args.selection_samples, args.device, args.progress, args.data)
-        evaluate_run(args.run_dir, args.n, args.sampler, args.seed, args.delta, args.tune_delta, args.ddim_steps,
+        evaluate_run(args.run_dir, args.n, args.sampler, args.seed, args.delta, args.tune_delta, args.steps,
                      args.device, args.progress, args.data, args.out)
         return 0
     except SpikingError as error:

@@ -80,7 +80,13 @@ class TrainConfig(_Section):
 class SampleConfig(_Section):
     sampler: Literal["ddim", "ddpm"] = "ddim"
     ddim_steps: int = Field(50, ge=1)
+    ddpm_steps: Optional[int] = Field(None, ge=1, description="ancestral steps on a respaced schedule (null: all T)")
     threshold_deltas: List[float] = Field(default_factory=lambda: [0.0], min_length=1)
+
+
+    def steps(self, sampler: str) -> Optional[int]:
+        """The configured number of steps of ``sampler`` (None: the sampler's default)."""
+        return self.ddim_steps if sampler == "ddim" else self.ddpm_steps
 
 
 class MetricsConfig(_Section):

@@ -1,5 +1,6 @@
 """DDPM (Ho et al. 2020): linear beta schedule, epsilon-prediction loss, and the
-ancestral (DDPM) and deterministic DDIM (Song et al. 2021, eta = 0) samplers.
+ancestral (DDPM, optionally respaced) and deterministic DDIM (Song et al. 2021,
+eta = 0) samplers.
 
 Images live in [-1, 1]. Both samplers clip the predicted clean image to [-1, 1]
 at every step. Randomness comes only from the ``torch.Generator`` passed in
@@ -13,8 +14,11 @@ from typing import Callable, Optional, Tuple
 import torch
 from tqdm.auto import tqdm
 
+from spiking.errors import SpikingError
+
 from .config import ScheduleConfig
 
+DDIM_DEFAULT_STEPS = 50
 EpsilonModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -25,15 +29,8 @@ class GaussianDiffusion:
         self.timesteps = config.timesteps
         betas = torch.linspace(config.beta_start, config.beta_end, config.timesteps, dtype=torch.float64)
         alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
-        alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
         self.betas = betas
         self.alphas_cumprod = alphas_cumprod
-        self.alphas_cumprod_prev = alphas_cumprod_prev
-        # posterior q(x_{t-1} | x_t, x_0): variance and the two mean coefficients
-        self.posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
-        self.posterior_log_variance = torch.log(torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]]))
-        self.posterior_coef_x0 = betas * alphas_cumprod_prev.sqrt() / (1.0 - alphas_cumprod)
-        self.posterior_coef_xt = (1.0 - alphas_cumprod_prev) * (1.0 - betas).sqrt() / (1.0 - alphas_cumprod)
 
     @staticmethod
     def _at(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -62,35 +59,41 @@ class GaussianDiffusion:
         abar = self._at(self.alphas_cumprod, t, x_t)
         return ((x_t - (1.0 - abar).sqrt() * eps) / abar.sqrt()).clamp(-1.0, 1.0)
 
+    def sampling_steps(self, sampler: str, steps: Optional[int] = None) -> torch.Tensor:
+        """The diffusion steps a sampler visits, from T - 1 down to 0: ``steps`` of
+        them evenly spaced (default: all T for ``ddpm``, 50 or T if fewer for ``ddim``)."""
+        if sampler not in ("ddim", "ddpm"):
+            raise SpikingError(f"unknown sampler {sampler!r} (ddim or ddpm)")
+        if steps is not None and not 1 <= steps <= self.timesteps:
+            raise SpikingError(f"{sampler} sampling needs between 1 and T = {self.timesteps} steps, got {steps}")
+        count = steps or (min(DDIM_DEFAULT_STEPS, self.timesteps) if sampler == "ddim" else self.timesteps)
+        return torch.linspace(self.timesteps - 1, 0, count).round().long().unique_consecutive()
+
     @torch.no_grad()
     def sample(self, model: EpsilonModel, shape: Tuple[int, ...], generator: torch.Generator,
-               sampler: str = "ddim", ddim_steps: int = 50, device: Optional[torch.device] = None,
+               sampler: str = "ddim", steps: Optional[int] = None, device: Optional[torch.device] = None,
                progress: bool = False) -> torch.Tensor:
-        """Draw ``shape[0]`` images ``[B, C, H, W]`` in [-1, 1] with ``ddpm`` (T ancestral
-        steps) or ``ddim`` (``ddim_steps`` deterministic steps)."""
+        """Draw ``shape[0]`` images ``[B, C, H, W]`` in [-1, 1] with ``ddim``
+        (deterministic) or ``ddpm`` (ancestral) over ``steps`` diffusion steps (see
+        :meth:`sampling_steps`). Each step from t to the next visited step s:
+        ``x_s = sqrt(abar_s) x0 + sqrt(1 - abar_s - sigma^2) eps + sigma z`` with x0
+        the clipped prediction, eps the noise consistent with it, and sigma = 0 (DDIM,
+        eta = 0) or the posterior's ``sqrt((1 - abar_s) / (1 - abar_t) (1 - abar_t / abar_s))``
+        (DDIM's eta = 1): with all T steps the DDPM posterior q(x_{t-1} | x_t, x0),
+        with fewer the ancestral sampler on a respaced schedule (Nichol & Dhariwal 2021)."""
+        visited = self.sampling_steps(sampler, steps)
         x = torch.randn(shape, generator=generator).to(device)
-        if sampler == "ddim":
-            steps = torch.linspace(self.timesteps - 1, 0, ddim_steps).round().long().unique_consecutive()
-        elif sampler == "ddpm":
-            steps = torch.arange(self.timesteps - 1, -1, -1)
-        else:
-            raise ValueError(f"unknown sampler {sampler!r} (ddim or ddpm)")
-        for index, step in enumerate(tqdm(steps.tolist(), desc=f"{sampler} sampling", leave=False,
+        for index, step in enumerate(tqdm(visited.tolist(), desc=f"{sampler} sampling", leave=False,
                                           disable=not progress)):
             t = torch.full((shape[0],), step, dtype=torch.long, device=device)
-            eps = model(x, t)
-            x0 = self._predict_x0(x, t, eps)
-            if sampler == "ddim":
-                abar_prev = (self.alphas_cumprod[steps[index + 1]] if index + 1 < len(steps)
-                             else torch.tensor(1.0, dtype=torch.float64))
-                abar = self._at(self.alphas_cumprod, t, x)
-                eps = (x - abar.sqrt() * x0) / (1.0 - abar).sqrt()  # consistent with the clipped x0
-                x = abar_prev.sqrt().to(x) * x0 + (1.0 - abar_prev).sqrt().to(x) * eps
-            else:
-                mean = self._at(self.posterior_coef_x0, t, x) * x0 + self._at(self.posterior_coef_xt, t, x) * x
-                if step > 0:
-                    noise = torch.randn(shape, generator=generator).to(device)
-                    x = mean + (0.5 * self._at(self.posterior_log_variance, t, x)).exp() * noise
-                else:
-                    x = mean
+            x0 = self._predict_x0(x, t, model(x, t))
+            abar = self.alphas_cumprod[step]
+            last = index + 1 == len(visited)
+            abar_next = torch.tensor(1.0, dtype=torch.float64) if last else self.alphas_cumprod[visited[index + 1]]
+            eps = (x - abar.sqrt().to(x) * x0) / (1.0 - abar).sqrt().to(x)   # consistent with the clipped x0
+            variance = (torch.tensor(0.0, dtype=torch.float64) if sampler == "ddim" else
+                        (1.0 - abar_next) / (1.0 - abar) * (1.0 - abar / abar_next))
+            x = abar_next.sqrt().to(x) * x0 + (1.0 - abar_next - variance).sqrt().to(x) * eps
+            if variance > 0:
+                x = x + variance.sqrt().to(x) * torch.randn(shape, generator=generator).to(device)
         return x

@@ -53,7 +53,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
 
 
 def generate(run: TrainedRun, n: int, sampler: str = "ddim", seed: int = 0, delta: float = 0.0,
-             ddim_steps: Optional[int] = None, batch_size: Optional[int] = None, progress: bool = True,
+             steps: Optional[int] = None, batch_size: Optional[int] = None, progress: bool = True,
              measure: Optional[Dict] = None) -> torch.Tensor:
     """``n`` images [n, 1, 28, 28] in [0, 1]. Seeded: the same arguments give the
     same images. With ``measure`` (a dict), the first batch is monitored and
@@ -64,7 +64,7 @@ def generate(run: TrainedRun, n: int, sampler: str = "ddim", seed: int = 0, delt
     if not 1.0 + delta > 0:
         raise SpikingError(f"threshold guidance needs 1 + delta > 0, got delta = {delta}")
     section = run.config.diffusion
-    ddim_steps = ddim_steps or section.sample.ddim_steps
+    steps = steps or section.sample.steps(sampler)
     batch_size = batch_size or section.metrics.batch_size
     size = section.data.image_size
     generator = torch.Generator().manual_seed(seed)
@@ -75,22 +75,22 @@ def generate(run: TrainedRun, n: int, sampler: str = "ddim", seed: int = 0, delt
             shape = (min(batch_size, n - start), 1, size, size)
             if measure is not None and start == 0:
                 with spike_monitoring(run.model) as rates, operation_counting(run.model) as operations:
-                    images = run.diffusion.sample(run.model, shape, generator, sampler, ddim_steps, run.device,
+                    images = run.diffusion.sample(run.model, shape, generator, sampler, steps, run.device,
                                                   progress=progress)
                 measure.update(spike_rates=rates, operations=operations)
             else:
-                images = run.diffusion.sample(run.model, shape, generator, sampler, ddim_steps, run.device,
+                images = run.diffusion.sample(run.model, shape, generator, sampler, steps, run.device,
                                               progress=progress and n <= batch_size)
             batches.append(to_digit_images(images.cpu()))
     return torch.cat(batches)
 
 
 def evaluate(run: TrainedRun, metric: DigitMetric, n: int, sampler: str = "ddim", seed: int = 0,
-             delta: float = 0.0, ddim_steps: Optional[int] = None, progress: bool = True) -> Tuple[Dict, torch.Tensor]:
+             delta: float = 0.0, steps: Optional[int] = None, progress: bool = True) -> Tuple[Dict, torch.Tensor]:
     """Quality (FID, confident fraction, class entropy), spike rate per layer and
     operations/energy per network evaluation for ``n`` samples; and the samples."""
     measured: Dict = {}
-    images = generate(run, n, sampler, seed, delta, ddim_steps, progress=progress, measure=measured)
+    images = generate(run, n, sampler, seed, delta, steps, progress=progress, measure=measured)
     rates = measured["spike_rates"]
     result = {"sampler": sampler, "delta": delta, "seed": seed, "step": run.step, **metric(images),
               "operations": {key: value for key, value in measured["operations"].items() if key != "layers"},
@@ -101,12 +101,12 @@ def evaluate(run: TrainedRun, metric: DigitMetric, n: int, sampler: str = "ddim"
 
 
 def select_delta(run: TrainedRun, metric: DigitMetric, deltas: Sequence[float], n: int,
-                 sampler: str = "ddim", seed: int = 0, ddim_steps: Optional[int] = None,
+                 sampler: str = "ddim", seed: int = 0, steps: Optional[int] = None,
                  progress: bool = True) -> Dict:
     """Score each delta by the FID of ``n`` samples; returns the table and the best."""
     table = []
     for delta in deltas:
-        quality = metric(generate(run, n, sampler, seed, delta, ddim_steps, progress=progress))
+        quality = metric(generate(run, n, sampler, seed, delta, steps, progress=progress))
         table.append({"delta": delta, **{k: quality[k] for k in ("fid", "confident_fraction", "class_entropy")}})
         print(f"  delta {delta:+.3f}: FID {quality['fid']:.2f}, confident {quality['confident_fraction']:.1%}, "
               f"entropy {quality['class_entropy']:.3f}")
