@@ -84,8 +84,7 @@ def score(name: str, run_dir: Path, metric, n: int, out: Path, sampling: dict, d
 
     result = cached(out / "scores" / f"{name}.json", key, compute)
     result["train"] = read_metrics(run_dir)["train"]
-    result["sampling_steps"] = len(run.diffusion.sampling_steps(
-        sampling["sampler"], sampling["steps"] or run.config.diffusion.sample.steps(sampling["sampler"])))
+    result["sampling_steps"] = run.sampling_steps(sampling["sampler"], sampling["steps"])
     print(f"  {name}: FID {result['fid']:.2f}, confident {result['confident_fraction']:.1%}, "
           f"entropy {result['class_entropy']:.3f} ({result['wall_seconds']:.0f} s wall to sample and score)")
     return result

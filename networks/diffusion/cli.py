@@ -92,8 +92,7 @@ def evaluate_run(run_dir: str, n: Optional[int] = None, sampler: str = "ddim", s
     n = n or run.config.diffusion.metrics.n_samples
     chosen = _choose_delta(run, delta, tune_delta, sampler, seed, steps, None, progress, data)
     result, images = evaluate(run, load_metric(progress, data), n, sampler, seed, chosen, steps, progress)
-    steps = steps or run.config.diffusion.sample.steps(sampler) or run.diffusion.timesteps
-    key = f"{sampler}|steps={steps}|delta={chosen:g}|n={n}|seed={seed}"
+    key = f"{sampler}|steps={run.sampling_steps(sampler, steps)}|delta={chosen:g}|n={n}|seed={seed}"
     update_metrics(run.run_dir, {"evaluation": {key: result}})
     if out:
         atomic_write(out, lambda temporary: temporary.write_text(json.dumps(result, indent=2) + "\n"))
