@@ -5,6 +5,7 @@ speed of NALSM1000 feature extraction against the same liquid in norse and Brian
     python benchmarks/bench_lsm.py --only accuracy      # or speed
     python benchmarks/bench_lsm.py --sweep-scale        # choose the fixed LSM's weight scale
     python benchmarks/bench_lsm.py --synthetic 20000    # + synthetic saccades of MNIST Train
+    python benchmarks/bench_lsm.py --seeds 5            # LSM, LSM+STDP, NALSM on 5 liquids
 
 Accuracy: each model is trained with ``spiking train`` on the real subset
 (``$SPIKING_DATA/nmnist-small``, else ``../shared/data/nmnist-small``: 900 Train
@@ -236,6 +237,50 @@ def synthetic(args, data: Path) -> dict:
     return {name: {key: m.get(key) for key in ("accuracy", "branching_factor", "samples_per_s",
                                                 "timing", "chosen")}
             for name, m in results.items()}
+
+
+def seeds(args, data: Path) -> dict:
+    """LSM, LSM+STDP and NALSM (3 bins) on ``--seeds`` liquids (config seeds 1..N; 1 is
+    the accuracy run's): mean and spread of test and CV accuracy, and per seed whether
+    the paper's order NALSM >= LSM > LSM+STDP holds. A seed fixes the liquid's
+    connectivity for all three (the fixed LSM scales its weights), so the per-seed
+    differences are paired."""
+    runs = Path(args.runs)
+    names = ("LSM", "LSM+STDP", "NALSM")
+    table = {name: [] for name in names}
+    for seed in range(1, args.seeds + 1):
+        for name, config, overrides in [m for m in MODELS if m[0] in names]:
+            run = name if seed == 1 else f"{name} seed {seed}"
+            m = train_model(run, config, overrides + [f"seed={seed}"], runs, data, args.progress)
+            table[name].append({"seed": seed, "test": m["accuracy"]["test"], "cv": m["accuracy"]["cv_ridge"],
+                                "validation": m["accuracy"]["validation"],
+                                "branching_factor": m["branching_factor"]["test"]})
+    print(f"\nLiquids of {args.seeds} seeds, counts in 3 time bins (test = 100 real recordings; CV = ridge, "
+          "10-fold over the 900 Train recordings)")
+    print(f"{'seed':>5}" + "".join(f"{n + ' test/CV %':>22}" for n in names) + f"{'order (test / CV)':>20}")
+    order = {"test": 0, "cv": 0}
+    for i in range(args.seeds):
+        row = {n: table[n][i] for n in names}
+        holds = {key: row["NALSM"][key] >= row["LSM"][key] > row["LSM+STDP"][key] for key in order}
+        for key in order:
+            order[key] += holds[key]
+        print(f"{row['LSM']['seed']:>5}" + "".join(f"{row[n]['test'] * 100:>15.1f} /{row[n]['cv'] * 100:>5.1f}"
+                                                  for n in names)
+              + f"{'yes' if holds['test'] else 'no':>14} / {'yes' if holds['cv'] else 'no'}")
+    summary = {}
+    for n in names:
+        test = np.array([r["test"] for r in table[n]]) * 100
+        cv = np.array([r["cv"] for r in table[n]]) * 100
+        summary[n] = {"test_mean": test.mean(), "test_sd": test.std(ddof=1), "cv_mean": cv.mean(),
+                      "cv_sd": cv.std(ddof=1)}
+        print(f"{n:<10} test {test.mean():5.1f} +- {test.std(ddof=1):4.1f}   CV {cv.mean():5.1f} +- {cv.std(ddof=1):4.1f}")
+    for key in order:
+        diff = np.array([a[key] - b[key] for a, b in zip(table["NALSM"], table["LSM"])]) * 100
+        print(f"NALSM - LSM ({key}): {diff.mean():+.1f} +- {diff.std(ddof=1) / np.sqrt(len(diff)):.1f} "
+              f"(mean +- standard error over seeds); NALSM >= LSM > LSM+STDP on {order[key]} of {args.seeds} seeds")
+        summary[f"nalsm_minus_lsm_{key}"] = diff.mean()
+        summary[f"order_holds_{key}"] = order[key]
+    return {"per_seed": table, "summary": summary}
 
 
 def sweep_scale(args, data: Path) -> dict:
@@ -511,6 +556,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", default=str(REPO / "runs" / "bench_lsm"))
     parser.add_argument("--synthetic", type=int, metavar="N",
                         help="train LSM and NALSM on Train + N synthetic saccade recordings")
+    parser.add_argument("--seeds", type=int, metavar="N",
+                        help="LSM, LSM+STDP and NALSM on the liquids of seeds 1..N (accuracy spread, model order)")
     parser.add_argument("--samples", type=int, default=64, help="samples timed for speed")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--skip-norse", action="store_true")
@@ -530,6 +577,8 @@ def main(argv=None) -> int:
         report["scale_sweep"] = sweep_scale(args, data)
     elif args.synthetic:
         report[f"synthetic_{args.synthetic}"] = synthetic(args, data)
+    elif args.seeds:
+        report[f"seeds_{args.seeds}"] = seeds(args, data)
     else:
         if args.only in (None, "accuracy"):
             report["accuracy"] = accuracy(args, data)
