@@ -7,7 +7,8 @@
 1. trains ``configs/sdm_mnist.yaml`` (SNN) and ``configs/sdm_mnist_ann.yaml``
    (ReLU twin) for the same number of steps (``--steps``, default: the config's);
 2. TSM gain: fine-tunes the SNN for ``--tsm-steps`` more steps with TSM on, and
-   as a control with TSM off (same steps, so the gain is not just more training);
+   as a control with TSM off (same steps, so the gain is not just more training),
+   at a learning rate annealed from ``--tsm-lr`` to 0 over those steps;
 3. threshold-guidance gain: picks delta on ``--n-select`` samples per delta from
    the config's grid and compares the best delta with delta = 0;
 4. scores SNN and ANN on ``--n-eval`` samples (10,000 as in the issue; ``--sampler``:
@@ -42,7 +43,7 @@ from networks.diffusion.checkpoint import atomic_write, read_metrics  # noqa: E4
 from networks.diffusion.data import mnist_train, to_digit_images, to_model_images  # noqa: E402
 from networks.diffusion.energy import ENERGY_AC_PJ, ENERGY_MAC_PJ  # noqa: E402
 from networks.diffusion.metrics import load_metric, save_grid  # noqa: E402
-from networks.diffusion.sampling import evaluate, generate, load_run  # noqa: E402
+from networks.diffusion.sampling import delta_row, evaluate, load_run, select_delta  # noqa: E402
 
 SNN_CONFIG = REPO / "configs" / "sdm_mnist.yaml"
 ANN_CONFIG = REPO / "configs" / "sdm_mnist_ann.yaml"
@@ -90,24 +91,16 @@ def score(name: str, run_dir: Path, metric, n: int, out: Path, sampling: dict, d
     return result
 
 
-def select_row(run, metric, delta: float, n: int, sampling: dict) -> dict:
-    quality = metric(generate(run, n, sampling["sampler"], 0, delta, sampling["steps"]))
-    return {"delta": delta, **{k: quality[k] for k in ("fid", "confident_fraction", "class_entropy")}}
-
-
 def select(run_dir: Path, metric, deltas: list, n: int, out: Path, sampling: dict) -> dict:
-    """As ``sampling.select_delta`` (lowest FID wins), one cached delta at a time."""
+    """``sampling.select_delta`` with each delta's row cached in OUT/scores/."""
     run = load_run(run_dir)
-    table = []
-    for delta in deltas:
-        key = {"run": str(run_dir), "step": run.step, "n": n, "delta": delta, **sampling, "seed": 0}
-        row = cached(out / "scores" / f"select_{run_dir.name}_{delta:+g}.json", key,
-                     lambda: select_row(run, metric, delta, n, sampling))
-        print(f"  delta {delta:+.3f}: FID {row['fid']:.2f}, confident {row['confident_fraction']:.1%}, "
-              f"entropy {row['class_entropy']:.3f}")
-        table.append(row)
-    best = min(table, key=lambda row: row["fid"])
-    return {"n_per_delta": n, **sampling, "table": table, "best_delta": best["delta"]}
+
+    def cached_row(run, metric, delta, n, sampler, seed, steps, progress) -> dict:
+        key = {"run": str(run_dir), "step": run.step, "n": n, "delta": delta, **sampling, "seed": seed}
+        return cached(out / "scores" / f"select_{run_dir.name}_{delta:+g}.json", key,
+                      lambda: delta_row(run, metric, delta, n, sampler, seed, steps, progress))
+
+    return select_delta(run, metric, deltas, n, sampling["sampler"], 0, sampling["steps"], row=cached_row)
 
 
 STAGES = ("snn", "ann", "snn_tsm", "snn_finetuned", "guidance")
@@ -118,6 +111,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_diffusion")
     parser.add_argument("--steps", type=int, help="training steps of SNN and ANN (default: the config's)")
     parser.add_argument("--tsm-steps", type=int, default=500, help="fine-tuning steps with / without TSM")
+    parser.add_argument("--tsm-lr", type=float, default=3e-4,
+                        help="peak learning rate of the fine-tunes (annealed to 0 over --tsm-steps)")
     parser.add_argument("--n-eval", type=int, default=10000, help="generated images for SNN and ANN")
     parser.add_argument("--n-compare", type=int, default=2000,
                         help="generated images for the TSM, control and guided models")
@@ -146,7 +141,8 @@ def main() -> int:
         if name in only or "guidance" in only:
             train(SNN_CONFIG, out / name, [f"diffusion.train.steps={args.tsm_steps}", f"diffusion.model.tsm={tsm}",
                                            f"diffusion.train.init_from={out / 'snn'}",
-                                           "diffusion.train.warmup_steps=0"])
+                                           "diffusion.train.warmup_steps=0", f"diffusion.train.lr={args.tsm_lr}",
+                                           f"diffusion.train.decay_steps={args.tsm_steps}"])
 
     metric = load_metric()
     print(f"== scoring {args.sampler} samples: {args.n_eval} for SNN and ANN, {args.n_compare} for the others")
@@ -186,6 +182,7 @@ def main() -> int:
         "n_compare": args.n_compare,
         "n_select": args.n_select,
         "tsm_steps": args.tsm_steps,
+        "tsm_lr": args.tsm_lr,
         "sampler": args.sampler,
         "sampling_steps": snn["sampling_steps"],
         "fid_snn": snn["fid"], "fid_ann": ann["fid"],

@@ -167,6 +167,23 @@ def test_gradient_flows_through_every_spiking_layer():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"no gradient for {name}"
 
 
+def test_bfloat16_training_keeps_float32_weights_norms_and_membranes(tmp_path, pixels):
+    runs = {}
+    for precision in ("float32", "bfloat16"):
+        run = trainer(write_config(tmp_path), tmp_path / precision, pixels, [f"diffusion.train.precision={precision}"])
+        membranes = []
+        for _, layer in spiking_neurons(run.model):
+            layer.register_forward_pre_hook(lambda module, inputs: membranes.append(inputs[0].dtype))
+        norms = [m for m in run.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        norm_inputs = []
+        for norm in norms:
+            norm.register_forward_pre_hook(lambda module, inputs: norm_inputs.append(inputs[0].dtype))
+        runs[precision] = run.train_step()
+        assert set(membranes) == set(norm_inputs) == {torch.float32}
+        assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in run.model.parameters())
+    assert runs["bfloat16"] == pytest.approx(runs["float32"], rel=0.05)   # same batch, rounded convolutions
+
+
 def test_tsm_initialised_at_one_equals_no_tsm():
     torch.manual_seed(0)
     plain = UNet(tiny_model_config(tsm=False))
@@ -310,6 +327,20 @@ def test_resumed_training_matches_uninterrupted(tmp_path, pixels, monkeypatch):
     for name, value in straight.state()["ema"].items():
         assert torch.equal(value, resumed.state()["ema"][name]), name
     assert straight.losses == resumed.losses
+
+
+def test_learning_rate_warms_up_holds_then_anneals_over_the_last_steps(tmp_path, pixels):
+    overrides = ["diffusion.train.steps=10", "diffusion.train.decay_steps=4"]
+    run = trainer(write_config(tmp_path), tmp_path / "run", pixels, overrides)
+    rates = []
+    for step in range(10):
+        run.step = step
+        rates.append(run._learning_rate() / 1e-3)
+    assert rates[:6] == pytest.approx([0.5, 1, 1, 1, 1, 1])        # warm-up of 2 steps, then constant
+    assert rates[6:] == pytest.approx([0.5 * (1 + math.cos(math.pi * k / 5)) for k in (1, 2, 3, 4)])
+    assert 0 < rates[-1] < 0.1
+    with pytest.raises(ConfigError, match="decay_steps"):
+        load_config(write_config(tmp_path), ["diffusion.train.decay_steps=3"])   # + 2 warm-up > 4 steps
 
 
 def test_ema_batchnorm_statistics_are_re_estimated_for_the_averaged_weights(tmp_path, pixels):

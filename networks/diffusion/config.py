@@ -65,7 +65,12 @@ class TrainConfig(_Section):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-4, gt=0.0, description="Adam learning rate")
     warmup_steps: int = Field(200, ge=0, description="linear learning-rate warm-up")
+    decay_steps: int = Field(0, ge=0, description="the last N steps anneal the learning rate to 0 by a "
+                                                  "half cosine (0: constant after the warm-up)")
     grad_clip: Optional[float] = Field(1.0, gt=0.0, description="max global gradient norm")
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="of the training convolutions and linear layers (bfloat16: autocast, float32 "
+                               "weights, BatchNorm, membranes and sums; sampling stays float32)")
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     bn_batches: int = Field(50, ge=0, description="batches over which the EMA model's BatchNorm statistics are "
                                                   "re-estimated for its own weights at each checkpoint and grid "
@@ -250,6 +255,10 @@ def _check_consistency(config: SDMConfig, lines: dict, file: str) -> None:
              "sample", "threshold_deltas")
     if section.schedule.beta_end < section.schedule.beta_start:
         fail("beta_end must be >= beta_start", "schedule", "beta_end")
+    train = section.train
+    if train.decay_steps + train.warmup_steps > train.steps:
+        fail(f"warmup_steps ({train.warmup_steps}) + decay_steps ({train.decay_steps}) exceed the "
+             f"training steps ({train.steps})", "train", "decay_steps")
     if section.sample.ddim_steps > section.schedule.timesteps:
         fail(f"ddim_steps ({section.sample.ddim_steps}) exceeds the diffusion steps "
              f"({section.schedule.timesteps})", "sample", "ddim_steps")

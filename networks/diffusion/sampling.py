@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from tqdm.auto import tqdm
@@ -105,15 +105,23 @@ def evaluate(run: TrainedRun, metric: DigitMetric, n: int, sampler: str = "ddim"
     return result, images
 
 
+def delta_row(run: TrainedRun, metric: DigitMetric, delta: float, n: int, sampler: str = "ddim", seed: int = 0,
+              steps: Optional[int] = None, progress: bool = True) -> Dict:
+    """FID, confident fraction and class entropy of ``n`` samples with thresholds x (1 + delta)."""
+    quality = metric(generate(run, n, sampler, seed, delta, steps, progress=progress))
+    return {"delta": delta, **{k: quality[k] for k in ("fid", "confident_fraction", "class_entropy")}}
+
+
 def select_delta(run: TrainedRun, metric: DigitMetric, deltas: Sequence[float], n: int,
                  sampler: str = "ddim", seed: int = 0, steps: Optional[int] = None,
-                 progress: bool = True) -> Dict:
-    """Score each delta by the FID of ``n`` samples; returns the table and the best."""
+                 progress: bool = True, row: Callable[..., Dict] = delta_row) -> Dict:
+    """Score each delta by the FID of ``n`` samples; returns the table and the best.
+    ``row``: computes one delta's row, with :func:`delta_row`'s arguments (a caller
+    may cache it)."""
     table = []
     for delta in deltas:
-        quality = metric(generate(run, n, sampler, seed, delta, steps, progress=progress))
-        table.append({"delta": delta, **{k: quality[k] for k in ("fid", "confident_fraction", "class_entropy")}})
-        print(f"  delta {delta:+.3f}: FID {quality['fid']:.2f}, confident {quality['confident_fraction']:.1%}, "
-              f"entropy {quality['class_entropy']:.3f}")
-    best = min(table, key=lambda row: row["fid"])
-    return {"n_per_delta": n, "sampler": sampler, "table": table, "best_delta": best["delta"]}
+        table.append(row(run, metric, delta, n, sampler, seed, steps, progress))
+        print(f"  delta {delta:+.3f}: FID {table[-1]['fid']:.2f}, confident {table[-1]['confident_fraction']:.1%}, "
+              f"entropy {table[-1]['class_entropy']:.3f}")
+    best = min(table, key=lambda entry: entry["fid"])
+    return {"n_per_delta": n, "sampler": sampler, "steps": steps, "table": table, "best_delta": best["delta"]}

@@ -8,6 +8,7 @@ interruption reaches the same weights as an uninterrupted run.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -180,9 +181,14 @@ class Trainer:
 
     # ------------------------------------------------------------ steps
     def _learning_rate(self) -> float:
+        """Warm-up, constant, then (``decay_steps``) a half-cosine anneal towards 0:
+        a warmup-stable-decay schedule, so a longer run resumes from a shorter
+        run's checkpoint taken before its decay."""
         train = self.section.train
         warmup = min(1.0, (self.step + 1) / train.warmup_steps) if train.warmup_steps else 1.0
-        return train.lr * warmup
+        into_decay = self.step - (train.steps - train.decay_steps) + 1
+        decay = 0.5 * (1.0 + math.cos(math.pi * into_decay / (train.decay_steps + 1))) if into_decay > 0 else 1.0
+        return train.lr * warmup * decay
 
     def train_step(self) -> float:
         """One optimisation step; returns the loss. Raises on a non-finite loss or
@@ -191,7 +197,8 @@ class Trainer:
         x0, t, noise = training_batch(self.diffusion, self.pixels, self.section.data.image_size,
                                       train.batch_size, self.generator)
         self.model.train()
-        loss = self.diffusion.loss(self.model, x0.to(self.device), t.to(self.device), noise.to(self.device))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=train.precision == "bfloat16"):
+            loss = self.diffusion.loss(self.model, x0.to(self.device), t.to(self.device), noise.to(self.device))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip or float("inf"))

@@ -85,7 +85,7 @@ class ConvUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         steps, batch = x.shape[:2]
-        y = self.norm(self.conv(x.flatten(0, 1)))
+        y = self.norm(self.conv(x.flatten(0, 1)).float())
         return self.tsm(y.unflatten(0, (steps, batch)))
 
 
@@ -186,12 +186,13 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         steps = self.time_steps
-        embedding = self.embedding_in(sinusoidal_embedding(t, self.config.base_channels))
+        linear, norm = self.embedding_in
+        embedding = norm(linear(sinusoidal_embedding(t, self.config.base_channels)).float())
         embedding = self.embedding_neuron(embedding.expand(steps, *embedding.shape))
-        embedding = self.embedding_out_norm(self.embedding_out(embedding).flatten(0, 1)).unflatten(0, (steps, -1))
+        embedding = self.embedding_out_norm(self.embedding_out(embedding).flatten(0, 1).float()).unflatten(0, (steps, -1))
         embedding = self.embedding_out_neuron(embedding)
 
-        h = self.stem_norm(self.stem(x))
+        h = self.stem_norm(self.stem(x).float())
         h = self.stem_tsm(h.expand(steps, *h.shape))
         skips: List[torch.Tensor] = [h]
         for block in self.down:
@@ -204,8 +205,8 @@ class UNet(nn.Module):
         y = self.out_conv(self.out_neuron(h))
         out = torch.einsum("s,sbchw->bchw", self.output_weights, y)
         if self.config.input_skip:
-            gains = torch.einsum("s,sbk->bk", self.output_weights, self.skip_gain(embedding))
-            skip = (self.skip_conv(x) * gains[..., None, None]).unflatten(1, (out.shape[1], -1)).sum(2)
+            gains = torch.einsum("s,sbk->bk", self.output_weights, self.skip_gain(embedding).float())
+            skip = (self.skip_conv(x).float() * gains[..., None, None]).unflatten(1, (out.shape[1], -1)).sum(2)
             out = out + skip
         return out
 
