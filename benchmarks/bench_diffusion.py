@@ -110,6 +110,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_diffusion")
     parser.add_argument("--steps", type=int, help="training steps of SNN and ANN (default: the config's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value of the SNN and ANN trainings (repeatable), "
+                             "e.g. diffusion.train.decay_steps=4000")
     parser.add_argument("--tsm-steps", type=int, default=500, help="fine-tuning steps with / without TSM")
     parser.add_argument("--tsm-lr", type=float, default=3e-4,
                         help="peak learning rate of the fine-tunes (annealed to 0 over --tsm-steps)")
@@ -127,7 +130,7 @@ def main() -> int:
                              "so stages can run in parallel processes before the full run assembles the table")
     args = parser.parse_args()
     out = args.out
-    steps = [f"diffusion.train.steps={args.steps}"] if args.steps else []
+    training = ([f"diffusion.train.steps={args.steps}"] if args.steps else []) + args.overrides
     only = set(args.only or STAGES)
     sampling = {"sampler": args.sampler, "steps": args.sampling_steps}
     started, cpu = time.perf_counter(), time.process_time()
@@ -135,7 +138,7 @@ def main() -> int:
     print("== training the SNN and its ANN twin (equal steps)")
     for name, config in (("snn", SNN_CONFIG), ("ann", ANN_CONFIG)):
         if name in only:
-            train(config, out / name, steps)
+            train(config, out / name, training)
     print(f"== fine-tuning {args.tsm_steps} steps with TSM and without (control)")
     for name, tsm in (("snn_tsm", "true"), ("snn_finetuned", "false")):
         if name in only or "guidance" in only:
