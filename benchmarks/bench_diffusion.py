@@ -72,11 +72,16 @@ def cached(path: Path, key: dict, compute) -> dict:
     return value
 
 
+def score_key(run_dir: Path, run, n: int, delta: float, sampling: dict, seed: int = 0) -> dict:
+    """What a cached score depends on."""
+    return {"run": str(run_dir), "step": run.step, "n": n, "delta": delta, **sampling, "seed": seed}
+
+
 def score(name: str, run_dir: Path, metric, n: int, out: Path, sampling: dict, delta: float = 0.0) -> dict:
     """Quality, spike rates and energy of ``n`` samples of a run (``sampling``:
     sampler and steps), cached in OUT/scores/."""
     run = load_run(run_dir)
-    key = {"run": str(run_dir), "step": run.step, "n": n, "delta": delta, **sampling, "seed": 0}
+    key = score_key(run_dir, run, n, delta, sampling)
 
     def compute() -> dict:
         result, images = evaluate(run, metric, n, sampling["sampler"], delta=delta, steps=sampling["steps"])
@@ -96,8 +101,8 @@ def select(run_dir: Path, metric, deltas: list, n: int, out: Path, sampling: dic
     run = load_run(run_dir)
 
     def cached_row(run, metric, delta, n, sampler, seed, steps, progress) -> dict:
-        key = {"run": str(run_dir), "step": run.step, "n": n, "delta": delta, **sampling, "seed": seed}
-        return cached(out / "scores" / f"select_{run_dir.name}_{delta:+g}.json", key,
+        return cached(out / "scores" / f"select_{run_dir.name}_{delta:+g}.json",
+                      score_key(run_dir, run, n, delta, sampling, seed),
                       lambda: delta_row(run, metric, delta, n, sampler, seed, steps, progress))
 
     return select_delta(run, metric, deltas, n, sampling["sampler"], 0, sampling["steps"], row=cached_row)

@@ -255,31 +255,29 @@ def seeds(args, data: Path) -> dict:
             table[name].append({"seed": seed, "test": m["accuracy"]["test"], "cv": m["accuracy"]["cv_ridge"],
                                 "validation": m["accuracy"]["validation"],
                                 "branching_factor": m["branching_factor"]["test"]})
+    percent = {n: {key: np.array([r[key] for r in table[n]]) * 100 for key in ("test", "cv")} for n in names}
+    holds = {key: (percent["NALSM"][key] >= percent["LSM"][key]) & (percent["LSM"][key] > percent["LSM+STDP"][key])
+             for key in ("test", "cv")}
     print(f"\nLiquids of {args.seeds} seeds, counts in 3 time bins (test = 100 real recordings; CV = ridge, "
           "10-fold over the 900 Train recordings)")
     print(f"{'seed':>5}" + "".join(f"{n + ' test/CV %':>22}" for n in names) + f"{'order (test / CV)':>20}")
-    order = {"test": 0, "cv": 0}
     for i in range(args.seeds):
-        row = {n: table[n][i] for n in names}
-        holds = {key: row["NALSM"][key] >= row["LSM"][key] > row["LSM+STDP"][key] for key in order}
-        for key in order:
-            order[key] += holds[key]
-        print(f"{row['LSM']['seed']:>5}" + "".join(f"{row[n]['test'] * 100:>15.1f} /{row[n]['cv'] * 100:>5.1f}"
-                                                  for n in names)
-              + f"{'yes' if holds['test'] else 'no':>14} / {'yes' if holds['cv'] else 'no'}")
+        print(f"{i + 1:>5}" + "".join(f"{percent[n]['test'][i]:>15.1f} /{percent[n]['cv'][i]:>5.1f}" for n in names)
+              + f"{'yes' if holds['test'][i] else 'no':>14} / {'yes' if holds['cv'][i] else 'no'}")
     summary = {}
     for n in names:
-        test = np.array([r["test"] for r in table[n]]) * 100
-        cv = np.array([r["cv"] for r in table[n]]) * 100
+        test, cv = percent[n]["test"], percent[n]["cv"]
         summary[n] = {"test_mean": test.mean(), "test_sd": test.std(ddof=1), "cv_mean": cv.mean(),
                       "cv_sd": cv.std(ddof=1)}
-        print(f"{n:<10} test {test.mean():5.1f} +- {test.std(ddof=1):4.1f}   CV {cv.mean():5.1f} +- {cv.std(ddof=1):4.1f}")
-    for key in order:
-        diff = np.array([a[key] - b[key] for a, b in zip(table["NALSM"], table["LSM"])]) * 100
+        print(f"{n:<10} test {summary[n]['test_mean']:5.1f} +- {summary[n]['test_sd']:4.1f}   "
+              f"CV {summary[n]['cv_mean']:5.1f} +- {summary[n]['cv_sd']:4.1f}")
+    for key in ("test", "cv"):
+        diff = percent["NALSM"][key] - percent["LSM"][key]
+        order = int(holds[key].sum())
         print(f"NALSM - LSM ({key}): {diff.mean():+.1f} +- {diff.std(ddof=1) / np.sqrt(len(diff)):.1f} "
-              f"(mean +- standard error over seeds); NALSM >= LSM > LSM+STDP on {order[key]} of {args.seeds} seeds")
+              f"(mean +- standard error over seeds); NALSM >= LSM > LSM+STDP on {order} of {args.seeds} seeds")
         summary[f"nalsm_minus_lsm_{key}"] = diff.mean()
-        summary[f"order_holds_{key}"] = order[key]
+        summary[f"order_holds_{key}"] = order
     return {"per_seed": table, "summary": summary}
 
 
