@@ -22,6 +22,7 @@ from networks.diffusion.config import ModelConfig, ScheduleConfig, load_config
 from networks.diffusion.ddpm import GaussianDiffusion
 from networks.diffusion.energy import operation_counting
 from networks.diffusion.metrics import frechet_distance, save_grid
+from networks.diffusion.sampling import load_run, select_delta
 from networks.diffusion.train import Trainer, is_tsm_gain
 from networks.diffusion.unet import UNet
 from spiking.errors import ConfigError, DataError, SimulationError, SpikingError
@@ -427,6 +428,23 @@ def test_cli_train_then_sample_writes_grid_and_metrics(tmp_path, pixels, monkeyp
     assert file_digest(grid) == first
     assert cli.main(["sample", str(tmp_path / "missing"), "--out", str(grid)]) == 1
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_select_delta_keeps_the_lowest_fid_and_reports_the_steps_it_used(tmp_path, pixels):
+    out = tmp_path / "run"
+    trainer(write_config(tmp_path), out, pixels).run()
+    run = load_run(out, "cpu")
+    asked = []
+
+    def row(run_, metric, delta, n, sampler, seed, steps, progress):
+        asked.append((delta, n, sampler, steps))
+        return {"delta": delta, "fid": (delta - 0.08) ** 2, "confident_fraction": 0.5, "class_entropy": 2.0}
+
+    selection = select_delta(run, None, [-0.1, 0.0, 0.1], 7, progress=False, row=row)
+    assert selection["best_delta"] == 0.1 and [entry["delta"] for entry in selection["table"]] == [-0.1, 0.0, 0.1]
+    assert asked == [(-0.1, 7, "ddim", None), (0.0, 7, "ddim", None), (0.1, 7, "ddim", None)]
+    assert selection["steps"] == 5   # the config's ddim_steps, resolved
+    assert select_delta(run, None, [0.0], 7, "ddpm", progress=False, row=row)["steps"] == 50   # all T
 
 
 # ------------------------------------------------------------------ configs

@@ -69,7 +69,7 @@ def generate(run: TrainedRun, n: int, sampler: str = "ddim", seed: int = 0, delt
     if not 1.0 + delta > 0:
         raise SpikingError(f"threshold guidance needs 1 + delta > 0, got delta = {delta}")
     section = run.config.diffusion
-    steps = run.sampling_steps(sampler, steps)
+    steps = steps or section.sample.steps(sampler)   # None: the sampler's default
     batch_size = batch_size or section.metrics.batch_size
     size = section.data.image_size
     generator = torch.Generator().manual_seed(seed)
@@ -124,4 +124,5 @@ def select_delta(run: TrainedRun, metric: DigitMetric, deltas: Sequence[float], 
         print(f"  delta {delta:+.3f}: FID {table[-1]['fid']:.2f}, confident {table[-1]['confident_fraction']:.1%}, "
               f"entropy {table[-1]['class_entropy']:.3f}")
     best = min(table, key=lambda entry: entry["fid"])
-    return {"n_per_delta": n, "sampler": sampler, "steps": steps, "table": table, "best_delta": best["delta"]}
+    return {"n_per_delta": n, "sampler": sampler, "steps": run.sampling_steps(sampler, steps), "table": table,
+            "best_delta": best["delta"]}
