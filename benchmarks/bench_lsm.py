@@ -4,6 +4,7 @@ speed of NALSM1000 feature extraction against the same liquid in norse and Brian
     python benchmarks/bench_lsm.py                      # accuracy and speed
     python benchmarks/bench_lsm.py --only accuracy      # or speed
     python benchmarks/bench_lsm.py --sweep-scale        # choose the fixed LSM's weight scale
+    python benchmarks/bench_lsm.py --sweep-scale NALSM  # the same for NALSM
     python benchmarks/bench_lsm.py --synthetic 20000    # + synthetic saccades of MNIST Train
     python benchmarks/bench_lsm.py --seeds 5            # LSM, LSM+STDP, NALSM on 5 liquids
 
@@ -282,14 +283,16 @@ def seeds(args, data: Path) -> dict:
 
 
 def sweep_scale(args, data: Path) -> dict:
-    """Validation accuracy of the fixed LSM against the liquid weight scale."""
+    """Validation accuracy of one model (``--sweep-scale MODEL``, default the fixed LSM)
+    against the liquid weight scale, with total counts as features."""
     runs = Path(args.runs)
+    name, config, overrides = next(m for m in MODELS if m[0] == args.sweep_scale)
     out = {}
     for scale in args.scales:
-        m = train_model(f"lsm scale {scale:g}", "configs/lsm_nmnist.yaml",
-                        [f"lsm.liquid.scale={scale}"] + COUNTS, runs, data, args.progress)
+        m = train_model(f"{name.lower()} scale {scale:g}", config,
+                        overrides + [f"lsm.liquid.scale={scale}"] + COUNTS, runs, data, args.progress)
         out[scale] = m
-    print("\nFixed LSM, total counts: liquid weight scale (chosen on validation)")
+    print(f"\n{name}, total counts: liquid weight scale (chosen on validation)")
     print(f"{'scale':>7}{'val %':>8}{'test %':>8}{'CV %':>7}{'BF':>8}{'E Hz':>7}")
     for scale, m in out.items():
         print(f"{scale:>7g}{m['accuracy']['validation'] * 100:>8.1f}{m['accuracy']['test'] * 100:>8.1f}"
@@ -548,8 +551,8 @@ def speed(args, data: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=["accuracy", "speed"])
-    parser.add_argument("--sweep-scale", action="store_true",
-                        help="validation accuracy of the fixed LSM against liquid.scale")
+    parser.add_argument("--sweep-scale", nargs="?", const="LSM", choices=[m[0] for m in MODELS[1:]],
+                        help="validation accuracy of a model (default LSM) against liquid.scale")
     parser.add_argument("--scales", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.6, 1.0])
     parser.add_argument("--runs", default=str(REPO / "runs" / "bench_lsm"))
     parser.add_argument("--synthetic", type=int, metavar="N",
@@ -572,7 +575,7 @@ def main(argv=None) -> int:
     Path(args.runs).mkdir(parents=True, exist_ok=True)
     report = {}
     if args.sweep_scale:
-        report["scale_sweep"] = sweep_scale(args, data)
+        report["scale_sweep" + ("" if args.sweep_scale == "LSM" else f"_{args.sweep_scale}")] = sweep_scale(args, data)
     elif args.synthetic:
         report[f"synthetic_{args.synthetic}"] = synthetic(args, data)
     elif args.seeds:

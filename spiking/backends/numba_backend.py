@@ -245,8 +245,7 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
                                 n_total, syn_rule, rule_f, rule_i, traces, amp_minus, clips, hw)
                 stdp.post_spikes(weight, wb, elig, b, spikes, n_spikes, csc_ptr, csc_syn, csc_pre,
                                  csc_rule, rule_f, rule_i, traces, amp_plus, clips, hw)
-            stdp.bump_traces(traces, b, spikes, n_spikes, first, rule_f, rule_i, amp_plus,
-                             defer_sum, h, spiked)
+            stdp.bump_traces(traces, b, first, spikes, rule_f, rule_i, amp_plus, defer_sum, h)
             modulators.on_spikes(b, spikes, counts, n_spikes, mod_i, astro_sign, drive, traces)
             three_factor.apply(weight, wb, elig, b, rule_f, rule_i, plastic_syn, plastic_pre,
                                plastic_post, traces, mod_state, mod_i, lr, clips, hw_learn,

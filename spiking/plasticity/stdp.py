@@ -192,10 +192,10 @@ def _potentiate(weight, wb, elig, b, q0, q1, k, csc_syn, csc_pre, rule_f, rule_i
 
 
 @njit(cache=True, nogil=True)
-def bump_traces(traces, b, spikes, n_spikes, first, rule_f, rule_i, amp_plus, psum, h, spiked):
+def bump_traces(traces, b, first, spikes, rule_f, rule_i, amp_plus, psum, h):
     """Raise the traces of this step's spiking neurons for every rule they are pre or
-    post of; a post spike of a deferred rule adds its term a_plus · h to P (and is
-    cleared from ``spiked``). A rule's pre and post are whole populations
+    post of; a post spike of a deferred rule adds its term a_plus · h to P. A rule's
+    pre and post are whole populations
     (PRE_POP, POST_POP), population p's spikes are spikes[first[p]:first[p + 1]]."""
     for k in range(rule_i.shape[0]):
         inc = rule_f[k, INC]
@@ -210,8 +210,6 @@ def bump_traces(traces, b, spikes, n_spikes, first, rule_f, rule_i, amp_plus, ps
                 traces[b, i] = inc if nearest else traces[b, i] + inc
                 if term != 0:
                     psum[b, i] += term
-    for q in range(n_spikes):
-        spiked[spikes[q]] = 0
 
 
 # ----------------------------------------------------------------------------- deferred
@@ -233,8 +231,7 @@ def propagate_deferred(weight, wb, b, spikes, counts, n_spikes, row_delay, delay
     argument). At each synapse of a deferred rule, in one pass: the potentiations
     pending since the pre neuron's last spike, the delivery into the ring buffer,
     step 1 and the same-step potentiation; the other synapses are delivered.
-    ``spiked`` (uint8 [n_total], all 0) gets this step's spikes marked, for
-    :func:`bump_traces` to clear."""
+    ``spiked`` (uint8 [n_total], all 0) marks this step's spikes meanwhile."""
     for q in range(n_spikes):
         spiked[spikes[q]] = 1
     depth, stride, b_off = ring.shape[0], ring.shape[1] * ring.shape[2], b * ring.shape[2]
@@ -247,6 +244,8 @@ def propagate_deferred(weight, wb, b, spikes, counts, n_spikes, row_delay, delay
         _deferred_row(weight, wb, b, j, counts[q], at, delay, slot, depth, stride, b_off,
                       ring_flat, row_run, run_lo, target, n_total, syn_rule, rule_f, rule_i,
                       traces, psum, snap, h, inv_h, amp_minus, amp_plus, spiked, clips)
+    for q in range(n_spikes):
+        spiked[spikes[q]] = 0
 
 
 @njit(cache=True, nogil=True, inline="always")
