@@ -69,6 +69,7 @@ MODELS = [  # (name, config, overrides); the configs' features: counts in 3 time
     ("LSM+STDP", "configs/lsm_stdp_nmnist.yaml", []),
     ("NALSM", "configs/nalsm_nmnist.yaml", []),
 ]
+LIQUIDS = ("LSM", "LSM+STDP", "NALSM")   # the three models of the issue
 
 
 def data_root() -> Path:
@@ -247,7 +248,7 @@ def seeds(args, data: Path) -> dict:
     connectivity for all three (the fixed LSM scales its weights), so the per-seed
     differences are paired."""
     runs = Path(args.runs)
-    names = ("LSM", "LSM+STDP", "NALSM")
+    names = LIQUIDS
     table = {name: [] for name in names}
     for seed in range(1, args.seeds + 1):
         for name, config, overrides in [m for m in MODELS if m[0] in names]:
@@ -551,7 +552,7 @@ def speed(args, data: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=["accuracy", "speed"])
-    parser.add_argument("--sweep-scale", nargs="?", const="LSM", choices=[m[0] for m in MODELS[1:]],
+    parser.add_argument("--sweep-scale", nargs="?", const="LSM", choices=LIQUIDS,
                         help="validation accuracy of a model (default LSM) against liquid.scale")
     parser.add_argument("--scales", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.6, 1.0])
     parser.add_argument("--runs", default=str(REPO / "runs" / "bench_lsm"))

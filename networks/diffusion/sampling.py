@@ -41,10 +41,14 @@ class TrainedRun:
     def spiking(self) -> bool:
         return self.config.diffusion.model.spiking
 
+    def requested_steps(self, sampler: str, steps: Optional[int] = None) -> Optional[int]:
+        """``steps``, else the config's (``sample.ddim_steps`` / ``sample.ddpm_steps``);
+        None leaves the sampler's default."""
+        return steps or self.config.diffusion.sample.steps(sampler)
+
     def sampling_steps(self, sampler: str, steps: Optional[int] = None) -> int:
-        """How many diffusion steps ``sampler`` visits: ``steps``, else the config's
-        (``sample.ddim_steps`` / ``sample.ddpm_steps``), else the sampler's default."""
-        return len(self.diffusion.sampling_steps(sampler, steps or self.config.diffusion.sample.steps(sampler)))
+        """How many diffusion steps ``sampler`` visits (see :meth:`requested_steps`)."""
+        return len(self.diffusion.sampling_steps(sampler, self.requested_steps(sampler, steps)))
 
 
 def load_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
@@ -69,7 +73,7 @@ def generate(run: TrainedRun, n: int, sampler: str = "ddim", seed: int = 0, delt
     if not 1.0 + delta > 0:
         raise SpikingError(f"threshold guidance needs 1 + delta > 0, got delta = {delta}")
     section = run.config.diffusion
-    steps = steps or section.sample.steps(sampler)   # None: the sampler's default
+    steps = run.requested_steps(sampler, steps)
     batch_size = batch_size or section.metrics.batch_size
     size = section.data.image_size
     generator = torch.Generator().manual_seed(seed)
