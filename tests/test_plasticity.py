@@ -225,6 +225,38 @@ def test_deferred_schedule_equals_eager(tmp_path):
     assert all(0 < deferred_clips[p] <= eager[3][p] for p in ("EE", "dE")), "clips counted once per sum"
 
 
+def test_deferred_sums_stay_pending_until_weights_are_read(tmp_path):
+    """What a deferred rule has pending at the end of a run is settled when weights are
+    read or a reset keeps them, and dropped by reset(weights=True); so a run split in
+    two learns the same weights, bit for bit, as one run."""
+    rules = {"projections.EE.plasticity": dict(DEFERRED, schedule="deferred")}
+
+    def net():
+        return spiking.load(str(write(tmp_path, LIF_NET)), rules, instances=2)
+
+    one, split, kept = net(), net(), net()
+    w0 = one.weights("EE").copy()
+    one.run("100 ms", progress=False)
+    eager = spiking.load(str(write(tmp_path, LIF_NET)),
+                         {"projections.EE.plasticity": DEFERRED}, instances=2)
+    eager.run("100 ms", progress=False)
+    np.testing.assert_allclose(one.weights("EE"), eager.weights("EE"), atol=4e-6)
+    split.run("60 ms", progress=False)
+    assert split.backend.learning["defer_age"].min() > 0, "pending after the run"
+    split.run("40 ms", progress=False)
+    np.testing.assert_array_equal(split.weights("EE"), one.weights("EE"))
+    assert split.backend.learning["defer_age"].max() == 0, "settled by the read"
+    kept.run("100 ms", progress=False)
+    clips = kept.backend.clip_counts()
+    kept.reset()
+    np.testing.assert_array_equal(kept.weights("EE"), one.weights("EE"))
+    assert clips == one.backend.clip_counts() and clips["EE"] > 0
+    kept.run("30 ms", progress=False)
+    kept.reset(weights=True)
+    assert kept.backend.learning["defer_age"].max() == 0
+    np.testing.assert_array_equal(kept.weights("EE"), w0)
+
+
 def test_deferred_schedule_not_on_hardware(tmp_path):
     with pytest.raises(ConfigError, match="deferred"):
         spiking.load(str(write(tmp_path, LIF_NET)),

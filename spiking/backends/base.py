@@ -222,6 +222,7 @@ class ArrayBackend:
         from spiking.plasticity import modulators
         from spiking.plasticity.stdp import trace_decay_table
 
+        self._settle_pending(discard=weights)
         B = self.instances
         self.state = self._array(np.repeat(self.state0[:, None, :], B, axis=1))
         self.ring = self._cleared(getattr(self, "ring", None), (self.depth, B, 3 * self.spec.n_total),
@@ -229,7 +230,7 @@ class ArrayBackend:
         self.spike_counts = self._zeros((B, self.spec.n_total), np.int64)
         self.t = 0
         if weights:
-            if self.learns and getattr(self, "weight", None) is not None:
+            if self.learns and getattr(self, "_weight", None) is not None:
                 # in place: a fresh copy per reset costs its page faults (weights are copied
                 # wherever they are handed out, and no row-weight cache serves learning)
                 self.weight[...] = self._array(self.initial_weight)
@@ -251,9 +252,11 @@ class ArrayBackend:
             "mod_state": self._array(mod_state),
             "mod_aux": self._array(mod_aux),
             "astro_drive": self._zeros((B, M), np.int64),
-            # deferred STDP (numba): per post neuron, the sum P of stdp.py's "Deferred"
+            # deferred STDP (numba): per post neuron, the sum P of stdp.py's "Deferred", and
+            # per instance the steps since it was last settled (0: nothing pending)
             "defer_sum": self._cleared(old.get("defer_sum"), (B, max(L.n_traces, 1))
                                        if L.deferred_span else (1, 1), np.float64),
+            "defer_age": self._zeros((B,), np.int64),
         }
         self.signal_held = np.zeros((1, max(L.n_signal_cols, 1)), np.float32)
         for name, (col, size) in L.signal_cols.items():
@@ -297,6 +300,21 @@ class ArrayBackend:
             rec.spike_t, rec.spike_i, rec.spike_n, rec.pop_counts, rec.state, rec.error)))
 
     # -- state and weights ----------------------------------------------------------------
+    @property
+    def weight(self):
+        """float32 [Bw, nnz] weights in CSR order, with the learning a backend holds
+        back (see :meth:`_settle_pending`) applied first."""
+        self._settle_pending()
+        return self._weight
+
+    @weight.setter
+    def weight(self, values) -> None:
+        self._weight = values
+
+    def _settle_pending(self, discard: bool = False) -> None:
+        """Apply (or, with ``discard``, drop) weight changes that runs leave pending:
+        none here; the numba backend's deferred STDP settles lazily."""
+
     def get_state(self, population: str, variable: str) -> np.ndarray:
         """[B, n] float32 copy of a state variable."""
         pop = self.spec.population(population)
@@ -411,6 +429,7 @@ class ArrayBackend:
 
     def clip_counts(self) -> dict:
         """Weight clips per plastic projection since the last reset (all instances)."""
+        self._settle_pending()
         clips = np.array(self.to_numpy(self.learning["clips"])).sum(axis=0)
         plastic = [p.name for p in self.spec.projections if p.plasticity is not None]
         return {name: int(clips[k]) for k, name in enumerate(plastic)}

@@ -121,18 +121,19 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
               row_weight, weight,
               record_flag, rec_t, rec_i, rec_n, spike_counts, pop_counts,
               mon_neuron, mon_row, mon_every, mon_out, error, scratch_idx, scratch_cnt,
-              learn, rule_f, rule_i, syn_rule, row_run, run_lo, csc_ptr, csc_syn, csc_pre,
+              learn, rule_f, rule_i, run_rule, row_run, run_lo, csc_ptr, csc_syn, csc_pre,
               csc_rule, plastic_syn, plastic_pre, plastic_post, traces, trace_decay, elig, lr,
               clips, amp, mod_state, mod_aux, mod_i, mod_f, astro_sign, astro_drive, signal_in,
-              defer_span, defer_sum, defer_snap,
+              defer_span, defer_sum, defer_snap, defer_age,
               syn_proj, hw_table, hw_key, hw_any, hw_learn, hw_wtable, hw_wkey, hw_g, hw_level,
               hw_writes, hw_frozen):
     """Advance instance b by ``n_steps`` steps starting at step ``t0``.
 
     error[b] = (step, population) of the first NaN/Inf, else (-1, -1).
     With ``learn``, plasticity and modulators run too (see spiking.plasticity);
-    deferred STDP rules settle every ``defer_span`` steps and at the chunk's end
-    (0: no deferred rule).
+    deferred STDP rules settle every ``defer_span`` steps (0: no deferred rule), and
+    what is pending at the chunk's end stays so (``defer_age[b]`` steps of it) until
+    the next chunk or :func:`settle_pending`.
     """
     n_total = state.shape[2]
     depth = ring.shape[0]
@@ -157,13 +158,13 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
     first = np.zeros(n_pop + 1, np.int64)   # population p's spikes: spikes[first[p]:first[p+1]]
     h = np.ones(rule_i.shape[0])
     inv_h = np.ones(rule_i.shape[0])
-    age = 0   # steps since deferred sums were last settled
+    age = defer_age[b]   # steps since deferred sums were last settled
     for tt in range(n_steps):
         t = t0 + tt
         slot = t % depth
         if deferred:
             if age == defer_span:
-                stdp.settle(weight, wb, b, row_run, run_lo, target, n_total, syn_rule, rule_f,
+                stdp.settle(weight, wb, b, row_run, run_lo, target, run_rule, rule_f,
                             rule_i, traces, defer_sum, defer_snap, inv_h, clips)
                 age = 0
             age += 1
@@ -235,14 +236,14 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
                     ring[arrive, b, target[k]] += w * c
         if deferred:   # (deferred rules never run on resistive arrays)
             stdp.propagate_deferred(weight, wb, b, spikes, counts, n_spikes, row_delay, delay,
-                                    slot, ring, row_run, run_lo, target, n_total, syn_rule,
+                                    slot, ring, row_run, run_lo, target, run_rule,
                                     rule_f, rule_i, traces, defer_sum, defer_snap, h, inv_h,
                                     amp_minus, amp_plus, spiked, clips)
         if learn:
             if eager:
                 # rows are disjoint, so a spike's depression may follow every propagation
                 stdp.pre_spikes(weight, wb, elig, b, spikes, n_spikes, row_run, run_lo, target,
-                                n_total, syn_rule, rule_f, rule_i, traces, amp_minus, clips, hw)
+                                run_rule, rule_f, rule_i, traces, amp_minus, clips, hw)
                 stdp.post_spikes(weight, wb, elig, b, spikes, n_spikes, csc_ptr, csc_syn, csc_pre,
                                  csc_rule, rule_f, rule_i, traces, amp_plus, clips, hw)
             stdp.bump_traces(traces, b, first, spikes, rule_f, rule_i, amp_plus, defer_sum, h)
@@ -257,9 +258,23 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
         for m in range(mon_neuron.shape[0]):
             if t % mon_every[m] == 0:
                 mon_out[tt, b, m] = state[mon_row[m], b, mon_neuron[m]]
-    if deferred and age > 0:
-        stdp.settle(weight, wb, b, row_run, run_lo, target, n_total, syn_rule, rule_f, rule_i,
-                    traces, defer_sum, defer_snap, inv_h, clips)
+    if deferred:
+        defer_age[b] = age
+
+
+@njit(cache=True, nogil=True)
+def settle_pending(weight, row_run, run_lo, target, run_rule, rule_f, rule_i, traces,
+                   defer_sum, defer_snap, defer_age, clips):
+    """Settle what run_instance left pending in each instance (stdp.settle)."""
+    h = np.ones(rule_i.shape[0])
+    inv_h = np.ones(rule_i.shape[0])
+    for b in range(defer_age.shape[0]):
+        if defer_age[b] > 0:
+            stdp.deferred_factors(rule_f, rule_i, defer_age[b], h, inv_h)
+            wb = np.int64(b) if weight.shape[0] > 1 else np.int64(0)
+            stdp.settle(weight, wb, b, row_run, run_lo, target, run_rule, rule_f, rule_i,
+                        traces, defer_sum, defer_snap, inv_h, clips)
+            defer_age[b] = 0
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -296,13 +311,26 @@ class NumbaBackend(ArrayBackend):
         all NaN when weights change during runs (learning, per-instance weights,
         resistive arrays). Cached for the current weight array, which reset and
         set_weights replace rather than modify."""
-        shared = not (self.learns or self.arrays or self.weight.shape[0] > 1)
-        key = self.weight if shared else None
+        shared = not (self.learns or self.arrays or self._weight.shape[0] > 1)
+        key = self._weight if shared else None
         if self._row_weight_key is not key:
-            self._row_weight = (row_weights(self.indptr, self.weight[0]) if shared
+            self._row_weight = (row_weights(self.indptr, self._weight[0]) if shared
                                 else np.full(self.spec.n_total, np.nan))
             self._row_weight_key = key
         return self._row_weight
+
+    def _settle_pending(self, discard: bool = False) -> None:
+        """Deferred STDP leaves potentiations pending at the end of a run (a reset with
+        weights drops them unread); they are settled when weights are read."""
+        P = getattr(self, "learning", None)
+        if P is None or not P["defer_age"].any():
+            return
+        if not discard:
+            L = self.layout
+            settle_pending(self._weight, L.row_run, L.run_lo, self.target, L.run_rule, L.rule_f,
+                           L.rule_i, P["traces"], P["defer_sum"], self._deferred_snap(),
+                           P["defer_age"], P["clips"])
+        P["defer_age"][:] = 0
 
     def _deferred_snap(self) -> np.ndarray:
         """float64 [B, nnz] per-synapse sums of the deferred rules (stdp.py, "Deferred");
@@ -318,16 +346,17 @@ class NumbaBackend(ArrayBackend):
         args = (t0, n_steps, self.pop_model, self.pop_lo, self.pop_hi, self.pop_col,
                 self.pop_mode, self.state, self.coef, self.src, self.stream_keys, ext, self.ring,
                 self.indptr, self.target, self.delay, self.row_delay, self._row_weights(),
-                self.weight,
+                self._weight,   # as it is: pending deferred changes stay pending
                 self.record_flag, rec.spike_t, rec.spike_i, rec.spike_n, self.spike_counts,
                 rec.pop_counts, self.mon_neuron, self.mon_row, self.mon_every, rec.state,
                 rec.error, self.scratch_idx, self.scratch_cnt,
-                self.learns, L.rule_f, L.rule_i, L.syn_rule, L.row_run, L.run_lo, L.csc_ptr,
+                self.learns, L.rule_f, L.rule_i, L.run_rule, L.row_run, L.run_lo, L.csc_ptr,
                 L.csc_syn, L.csc_pre, L.csc_rule, L.plastic_syn, L.plastic_pre, L.plastic_post,
                 P["traces"], P["trace_decay"], P["elig"], P["lr"], P["clips"], P["amp"],
                 P["mod_state"],
                 P["mod_aux"], L.mod_i, L.mod_f, L.astro_sign, P["astro_drive"], signals,
-                L.deferred_span, P["defer_sum"], self._deferred_snap(), self.syn_projection,
+                L.deferred_span, P["defer_sum"], self._deferred_snap(), P["defer_age"],
+                self.syn_projection,
                 self.hw_table, self.hw_key, bool(self.arrays),
                 *self.hardware_writes())
         (run_parallel if parallel else run_serial)(self.instances, args)

@@ -16,7 +16,8 @@ Synapse tables: ``syn_rule`` int16 [nnz] (-1: static), ``csc_ptr``/``csc_syn``
 rule), ``plastic_syn``/``plastic_pre``/
 ``plastic_post`` (plastic synapses grouped by rule), ``row_run``/``run_lo``
 (each CSR row cut into runs of one rule: row j's runs are r in
-[row_run[j], row_run[j+1]), run r the synapses [run_lo[r], run_lo[r+1])).
+[row_run[j], row_run[j+1]), run r the synapses [run_lo[r], run_lo[r+1]) of rule
+run_rule[r]).
 Modulator tables (one row per modulator m): ``mod_i`` int64 [M, MI],
 ``mod_f`` float32 [M, MF], ``astro_sign`` int8 [M, N].
 """
@@ -34,8 +35,8 @@ from spiking.rng import generator
 A_PLUS, A_MINUS, X_DECAY, Y_DECAY, INC, W_MIN, W_MAX, E_DECAY, ETA, LR_DECAY, AP_SCALE, AM_SCALE = range(12)
 NF = 12
 # rule_i columns
-KIND, MULT, NEAREST, ELIG, PRE_LO, PRE_HI, POST_LO, POST_HI, X_OFF, Y_OFF, AP_MOD, AM_MOD, MOD, GATE, SYN_LO, SYN_HI, DEFER, PRE_POP, POST_POP = range(19)
-NI = 19
+KIND, MULT, NEAREST, ELIG, PRE_LO, PRE_HI, POST_LO, POST_HI, X_OFF, Y_OFF, AP_MOD, AM_MOD, MOD, GATE, SYN_LO, SYN_HI, DEFER, PRE_POP, POST_POP, TARGET_OFF = range(20)
+NI = 20
 STDP, THREE_FACTOR = 0, 1
 ELIG_STDP, ELIG_HEBBIAN, ELIG_PRE = 0, 1, 2
 # mod_i columns
@@ -75,6 +76,7 @@ class PlasticityLayout:
     signal_cols: Dict[str, tuple]   # modulator name -> (first column, size) in the signal input
     row_run: np.ndarray = None      # int64 [n + 1]
     run_lo: np.ndarray = None       # int64 [runs + 1]
+    run_rule: np.ndarray = None     # int64 [runs]
     deferred_span: int = 0          # steps between settlements of deferred rules (0: none)
 
     @property
@@ -152,6 +154,8 @@ def build_layout(spec) -> PlasticityLayout:
         idx = np.flatnonzero(conn.projection == proj.index)
         syn_rule[idx] = k
         groups.append(idx)
+        # a projection has one receptor slot: its targets are slot * n + post neuron
+        rule_i[k, TARGET_OFF] = int(conn.target[idx[0]]) // n * n if idx.size else 0
         rule_i[k, KIND] = THREE_FACTOR if cfg.rule == "three_factor" else STDP
         rule_i[k, MULT] = cfg.update == "multiplicative"
         rule_i[k, NEAREST] = cfg.pairing == "nearest"
@@ -227,10 +231,12 @@ def build_layout(spec) -> PlasticityLayout:
 
 
 def rule_runs(indptr: np.ndarray, syn_rule: np.ndarray) -> dict:
-    """``row_run`` and ``run_lo``: the CSR rows cut into runs of synapses of one rule."""
+    """``row_run`` and ``run_lo``: the CSR rows cut into runs of synapses of one rule;
+    ``run_rule``: each run's rule (-1: static), read once per run beside run_lo."""
     indptr = np.asarray(indptr, np.int64)
     nnz = int(indptr[-1])
     cuts = np.flatnonzero(np.diff(syn_rule.astype(np.int64)) != 0) + 1
     run_lo = np.unique(np.concatenate([indptr[:-1][np.diff(indptr) > 0], cuts]).astype(np.int64))
     run_lo = np.append(run_lo, nnz)
-    return {"row_run": np.searchsorted(run_lo, indptr).astype(np.int64), "run_lo": run_lo}
+    return {"row_run": np.searchsorted(run_lo, indptr).astype(np.int64), "run_lo": run_lo,
+            "run_rule": syn_rule[run_lo[:-1]].astype(np.int64)}

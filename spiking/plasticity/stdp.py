@@ -35,9 +35,12 @@ since i's last spike sum to x_i(t) / h(t) · (P_j - snap), which is added
 propagated weight, the depression and its order are those of the eager
 schedule. Potentiation by a post spike in the same step as the pre spike
 (which pairs with x_i before its bump) is applied directly after the
-depression, as in step 2. Every ``deferred_span`` steps and at the end of a
-chunk all pending sums are settled and P restarts from 0, which bounds h's
-range (layout.DEFERRED_RANGE) and keeps weights read between chunks exact.
+depression, as in step 2. Every ``deferred_span`` steps all pending sums are
+settled and P restarts from 0, which bounds h's range (layout.DEFERRED_RANGE);
+what is pending at the end of a run stays so until the backend's weights are
+read (or a reset keeps them), and a reset with weights drops it unsettled, so
+runs whose learned weights are thrown away (an LSM's feature phase) never pay
+for it. The settling schedule does not depend on how a run is cut into chunks.
 The result equals the eager schedule's up to float rounding, and up to the
 order of clipping when a modulated a_plus changes sign between two spikes of
 a pre neuron; clips are counted once per settled sum. A deferred rule keeps
@@ -55,8 +58,8 @@ from spiking.models.kernel import ring_slot
 from spiking.synapses.array_write import ON, write
 from spiking.plasticity.layout import (DEFER, ELIG, ELIG_HEBBIAN, ELIG_PRE, ELIG_STDP, INC, KIND, MULT,
                                        NEAREST, POST_HI, POST_LO, POST_POP, PRE_HI, PRE_LO,
-                                       PRE_POP, STDP, W_MAX, W_MIN, X_DECAY, X_OFF, Y_DECAY,
-                                       Y_OFF)
+                                       PRE_POP, STDP, TARGET_OFF, W_MAX, W_MIN, X_DECAY, X_OFF,
+                                       Y_DECAY, Y_OFF)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -77,10 +80,10 @@ def decay_traces(traces, trace_decay, b):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _post_trace_base(rule_i, k, first_target, n_total):
+def _post_trace_base(rule_i, k):
     """Offset that turns a target of rule k's synapses (receptor slot · n_total + post
-    neuron; one projection, so one slot) into the index of its post trace."""
-    return rule_i[k, Y_OFF] - rule_i[k, POST_LO] - (first_target // n_total) * n_total
+    neuron; one projection, so one slot: TARGET_OFF) into the index of its post trace."""
+    return rule_i[k, Y_OFF] - rule_i[k, POST_LO] - rule_i[k, TARGET_OFF]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -93,8 +96,8 @@ def _run_end(rules, start, end):
 
 
 @njit(cache=True, nogil=True)
-def pre_spikes(weight, wb, elig, b, spikes, n_spikes, row_run, run_lo, target, n_total,
-               syn_rule, rule_f, rule_i, traces, amp_minus, clips, hw):
+def pre_spikes(weight, wb, elig, b, spikes, n_spikes, row_run, run_lo, target,
+               run_rule, rule_f, rule_i, traces, amp_minus, clips, hw):
     """This step's presynaptic spikes (after their propagation): step 1 at the eager
     plastic synapses of each CSR row, one run of synapses of the same rule at a time
     (``row_run``, ``run_lo``: layout.rule_runs); deferred rules had theirs in
@@ -105,14 +108,14 @@ def pre_spikes(weight, wb, elig, b, spikes, n_spikes, row_run, run_lo, target, n
         j = spikes[q]
         for r in range(row_run[j], row_run[j + 1]):
             s0, s1 = run_lo[r], run_lo[r + 1]
-            k = syn_rule[s0]
+            k = run_rule[r]
             if k >= 0 and not rule_i[k, DEFER]:
-                _depress(weight, wb, elig, b, s0, s1, k, target, n_total, rule_f, rule_i,
+                _depress(weight, wb, elig, b, s0, s1, k, target, rule_f, rule_i,
                          traces, amp_minus[k], clips, hw)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _depress(weight, wb, elig, b, s0, s1, k, target, n_total, rule_f, rule_i, traces, amp,
+def _depress(weight, wb, elig, b, s0, s1, k, target, rule_f, rule_i, traces, amp,
              clips, hw):
     """Step 1 for synapses [s0, s1) of rule k (one projection, so one receptor slot)."""
     kind = rule_i[k, KIND]
@@ -124,8 +127,7 @@ def _depress(weight, wb, elig, b, s0, s1, k, target, n_total, rule_f, rule_i, tr
     w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
     learn, proj, table, key, g, level, writes, frozen = hw
     on_array = learn and table[proj[s0], ON] > 0   # one projection: all or none
-    # trace index of the post neuron: y_off + (target - slot * n_total) - post_lo
-    y_base = _post_trace_base(rule_i, k, target[s0], n_total)
+    y_base = _post_trace_base(rule_i, k)
     for s in range(s0, s1):
         y = traces[b, y_base + target[s]]
         if y == 0:
@@ -224,7 +226,7 @@ def deferred_factors(rule_f, rule_i, age, h, inv_h):
 
 @njit(cache=True, nogil=True)
 def propagate_deferred(weight, wb, b, spikes, counts, n_spikes, row_delay, delay, slot, ring,
-                       row_run, run_lo, target, n_total, syn_rule, rule_f, rule_i, traces, psum,
+                       row_run, run_lo, target, run_rule, rule_f, rule_i, traces, psum,
                        snap, h, inv_h, amp_minus, amp_plus, spiked, clips):
     """This step's spikes through their CSR rows when deferred rules learn (one call
     per step: a call per spike would cost numba's reference counting of every array
@@ -238,55 +240,62 @@ def propagate_deferred(weight, wb, b, spikes, counts, n_spikes, row_delay, delay
     ring_flat = ring.reshape(-1)   # offsets from _ring_at
     for q in range(n_spikes):
         j = spikes[q]
-        at = -1   # the row's ring offset when it has one delay, else per synapse
-        if row_delay[j] >= 0:
+        if row_delay[j] >= 0:   # one delay for the row: its ring offset, the same for all
             at = ring_slot(slot, row_delay[j], depth) * stride + b_off
-        _deferred_row(weight, wb, b, j, counts[q], at, delay, slot, depth, stride, b_off,
-                      ring_flat, row_run, run_lo, target, n_total, syn_rule, rule_f, rule_i,
-                      traces, psum, snap, h, inv_h, amp_minus, amp_plus, spiked, clips)
+            _deferred_row(weight, wb, b, j, counts[q], at, True, delay, slot, depth, stride,
+                          b_off, ring_flat, row_run, run_lo, target, run_rule, rule_f, rule_i,
+                          traces, psum, snap, h, inv_h, amp_minus, amp_plus, spiked, clips)
+        else:
+            _deferred_row(weight, wb, b, j, counts[q], 0, False, delay, slot, depth, stride,
+                          b_off, ring_flat, row_run, run_lo, target, run_rule, rule_f, rule_i,
+                          traces, psum, snap, h, inv_h, amp_minus, amp_plus, spiked, clips)
     for q in range(n_spikes):
         spiked[spikes[q]] = 0
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _deferred_row(weight, wb, b, j, c, at, delay, slot, depth, stride, b_off, ring_flat, row_run,
-                  run_lo, target, n_total, syn_rule, rule_f, rule_i, traces, psum, snap, h, inv_h,
+def _deferred_row(weight, wb, b, j, c, at, uniform, delay, slot, depth, stride, b_off, ring_flat,
+                  row_run, run_lo, target, run_rule, rule_f, rule_i, traces, psum, snap, h, inv_h,
                   amp_minus, amp_plus, spiked, clips):
-    """Pre neuron j's spike (count c) through its row, one run of a rule at a time."""
+    """Pre neuron j's spike (count c) through its row, one run of a rule at a time.
+    ``uniform``: a constant at each (inlined) call, so the per-synapse loops are
+    compiled for rows of one delay and for the others apart."""
     for r in range(row_run[j], row_run[j + 1]):
         s0, s1 = run_lo[r], run_lo[r + 1]
-        k = syn_rule[s0]
+        k = run_rule[r]
         if k >= 0 and rule_i[k, DEFER]:
-            _deferred_spike(weight, wb, b, j, c, s0, s1, k, at, delay, slot, depth, stride,
-                            b_off, ring_flat, target, n_total, rule_f, rule_i, traces, psum, snap,
+            _deferred_spike(weight, wb, b, j, c, s0, s1, k, at, uniform, delay, slot, depth,
+                            stride, b_off, ring_flat, target, rule_f, rule_i, traces, psum, snap,
                             h[k], inv_h[k], amp_minus[k], amp_plus[k], spiked, clips)
         else:
             for s in range(s0, s1):
-                ring_flat[np.uint64(_ring_at(at, delay, s, slot, depth, stride, b_off)
+                ring_flat[np.uint64(_ring_at(at, uniform, delay, s, slot, depth, stride, b_off)
                                     + target[s])] += weight[wb, s] * c
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _ring_at(at, delay, s, slot, depth, stride, b_off):
+def _ring_at(at, uniform, delay, s, slot, depth, stride, b_off):
     """Flat offset of synapse s's ring row: ``at`` when the spike's row has one delay
-    (>= 0), else from its own delay. (Indices here are cast unsigned where they go
+    (``uniform``), else from its own delay. (Indices here are cast unsigned where they go
     into arrays: numba's wraparound of negative indices costs instructions per synapse.)"""
-    if at >= 0:
+    if uniform:
         return at
     return ring_slot(slot, delay[s], depth) * stride + b_off
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _deferred_spike(weight, wb, b, j, c, s0, s1, k, at, delay, slot, depth, stride, b_off,
-                    ring_flat, target, n_total, rule_f, rule_i, traces, psum, snap, h, inv_h,
+def _deferred_spike(weight, wb, b, j, c, s0, s1, k, at, uniform, delay, slot, depth, stride,
+                    b_off, ring_flat, target, rule_f, rule_i, traces, psum, snap, h, inv_h,
                     amp_minus, amp_plus, spiked, clips):
     """Synapses [s0, s1) of deferred rule k at pre neuron j's spike: w += x_j / h ·
     (P_post - snap) (the pending potentiations), then w is propagated, then step 1,
     then step 2 where the post neuron spiked in this step too (x_j before its bump);
-    snap becomes P_post, past that same-step term. Branch-free on data."""
+    snap becomes P_post, past that same-step term. Branch-free on data except for
+    that same-step term (a few % of synapses: a branch costs less than its arithmetic
+    at every synapse)."""
     w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
-    base = (target[s0] // n_total) * n_total   # the receptor slot's offset in target
-    y_base = _post_trace_base(rule_i, k, target[s0], n_total)
+    base = rule_i[k, TARGET_OFF]   # the receptor slot's offset in target
+    y_base = _post_trace_base(rule_i, k)
     x = traces[b, rule_i[k, X_OFF] + j - rule_i[k, PRE_LO]]
     factor = x * inv_h
     up = amp_plus * x
@@ -297,22 +306,25 @@ def _deferred_spike(weight, wb, b, j, c, s0, s1, k, at, delay, slot, depth, stri
         yp = np.uint64(y_base + post)
         p = psum[b, yp]
         w, clipped = _pending(weight[wb, s], factor, p, snap[b, s], w_min, w_max)
-        ring_flat[np.uint64(_ring_at(at, delay, s, slot, depth, stride, b_off) + post)] += w * c
+        ring_flat[np.uint64(_ring_at(at, uniform, delay, s, slot, depth, stride, b_off) + post)] += w * c
         w, clipped_down = _bounded(w - amp_minus * traces[b, yp], w_min, w_max)
-        both = spiked[np.uint64(post - base)]   # 1 where the post neuron spiked in this step too
-        weight[wb, s], clipped_up = _bounded(w + up * both, w_min, w_max)
-        n_clip += clipped + clipped_down + clipped_up
-        snap[b, s] = p + term * both
+        n_clip += clipped + clipped_down
+        if spiked[np.uint64(post - base)]:   # the post neuron spiked in this step too (rare)
+            w, clipped_up = _bounded(w + up, w_min, w_max)
+            n_clip += clipped_up
+            p += term
+        weight[wb, s] = w
+        snap[b, s] = p
     clips[b, k] += n_clip
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _settle_run(weight, wb, b, s0, s1, k, target, n_total, rule_f, rule_i, factor, psum,
+def _settle_run(weight, wb, b, s0, s1, k, target, rule_f, rule_i, factor, psum,
                 snap, clips):
     """Synapses [s0, s1) of deferred rule k: their pending potentiations, with snap
     reset to 0 for P's restart. Branch-free, as :func:`_deferred_spike`."""
     w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
-    y_base = _post_trace_base(rule_i, k, target[s0], n_total)
+    y_base = _post_trace_base(rule_i, k)
     n_clip = 0
     for s in range(np.uint64(s0), np.uint64(s1)):
         weight[wb, s], clipped = _pending(weight[wb, s], factor,
@@ -339,7 +351,7 @@ def _bounded(v, w_min, w_max):
 
 
 @njit(cache=True, nogil=True)
-def settle(weight, wb, b, row_run, run_lo, target, n_total, syn_rule, rule_f, rule_i, traces,
+def settle(weight, wb, b, row_run, run_lo, target, run_rule, rule_f, rule_i, traces,
            psum, snap, inv_h, clips):
     """Settle every pending potentiation of the deferred rules (synapses whose pre
     trace is 0 have none), then restart P from 0."""
@@ -352,8 +364,8 @@ def settle(weight, wb, b, row_run, run_lo, target, n_total, syn_rule, rule_f, ru
                 continue
             for r in range(row_run[i], row_run[i + 1]):
                 s0, s1 = run_lo[r], run_lo[r + 1]
-                if syn_rule[s0] == k:
-                    _settle_run(weight, wb, b, s0, s1, k, target, n_total, rule_f, rule_i,
+                if run_rule[r] == k:
+                    _settle_run(weight, wb, b, s0, s1, k, target, rule_f, rule_i,
                                 x * inv_h[k], psum, snap, clips)
     for k in range(rule_i.shape[0]):
         if rule_i[k, DEFER]:
