@@ -228,7 +228,8 @@ def test_deferred_schedule_equals_eager(tmp_path):
 def test_deferred_sums_stay_pending_until_weights_are_read(tmp_path):
     """What a deferred rule has pending at the end of a run is settled when weights are
     read or a reset keeps them, and dropped by reset(weights=True); so a run split in
-    two learns the same weights, bit for bit, as one run."""
+    two learns the same weights, bit for bit, as one run, and so does a run after
+    reset(weights=True)."""
     rules = {"projections.EE.plasticity": dict(DEFERRED, schedule="deferred")}
 
     def net():
@@ -255,6 +256,52 @@ def test_deferred_sums_stay_pending_until_weights_are_read(tmp_path):
     kept.reset(weights=True)
     assert kept.backend.learning["defer_age"].max() == 0
     np.testing.assert_array_equal(kept.weights("EE"), w0)
+    # a run right after reset(weights=True) starts from the initial weights (restored
+    # by each instance in the kernel: nothing read them in between); epoch 0: the noise
+    # of the first run
+    kept.run("30 ms", progress=False)
+    kept.reset(weights=True, epoch=0)
+    kept.run("100 ms", progress=False)
+    np.testing.assert_array_equal(kept.weights("EE"), one.weights("EE"))
+
+
+def test_rules_share_a_trace_when_population_decay_increment_and_pairing_agree(tmp_path):
+    """E -> E and E -> I learn from one pre trace of E, E -> E and I -> E from one post
+    trace (and that is E's pre trace too: the same tau); a different increment gets its
+    own. Each spike bumps a shared trace once: after a run it holds the sum over the
+    neuron's spikes of increment * decay ** (steps since the spike)."""
+    from spiking.plasticity.layout import T_BASE, X_OFF, Y_OFF
+
+    tau = {"tau_plus": "50 ms", "tau_minus": "50 ms"}
+    rules = {"projections.EE.plasticity": dict(DEFERRED, **tau),
+             "projections.EI.plasticity": dict(DEFERRED, **tau),
+             "projections.IE.plasticity": dict(DEFERRED, **tau, a_plus=-0.3, a_minus=-0.2,
+                                               w_min=-1.5, w_max=0),
+             "projections.dE.plasticity": dict(DEFERRED, trace_increment=0.5)}
+    net = spiking.load(str(write(tmp_path, LIF_NET)), rules, instances=2)
+    L = net.backend.layout
+    k = {p.name: i for i, p in enumerate(q for q in net.spec.projections if q.plasticity)}
+    assert L.rule_i[k["EE"], X_OFF] == L.rule_i[k["EI"], X_OFF] == L.rule_i[k["EE"], Y_OFF]
+    assert L.rule_i[k["EE"], Y_OFF] == L.rule_i[k["IE"], Y_OFF]
+    assert L.rule_i[k["EI"], Y_OFF] == L.rule_i[k["IE"], X_OFF]
+    assert L.rule_i[k["dE"], Y_OFF] != L.rule_i[k["EE"], Y_OFF], "another increment"
+    size = {p: net.spec.population(p).size for p in ("E", "I", "drive")}
+    assert L.trace_i.shape[0] == 4 and L.n_traces == 2 * size["E"] + size["I"] + size["drive"]
+    res = net.run(progress=False)
+    traces = net.backend.learning["traces"]
+    n_steps = net.backend.t
+    for pop, off in (("E", L.rule_i[k["EE"], X_OFF]), ("I", L.rule_i[k["IE"], X_OFF])):
+        decay = float(net.backend.learning["trace_decay"][off])
+        u = np.flatnonzero(L.trace_i[:, T_BASE] + net.spec.population(pop).offset == off)
+        inc = float(L.trace_inc[u[0]])
+        spikes = res.spikes[pop]
+        expected = np.zeros((2, size[pop]))
+        steps = np.rint(spikes["t"] / net.spec.dt).astype(int)
+        np.add.at(expected, (spikes["instance"], spikes["i"]),
+                  inc * decay ** (n_steps - 1 - steps))
+        assert expected.max() > inc / 2, "the neurons must spike"
+        np.testing.assert_allclose(traces[:, off:off + size[pop]], expected, rtol=2e-4,
+                                   atol=1e-6, err_msg=pop)
 
 
 def test_deferred_schedule_not_on_hardware(tmp_path):

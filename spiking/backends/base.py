@@ -231,9 +231,7 @@ class ArrayBackend:
         self.t = 0
         if weights:
             if self.learns and getattr(self, "_weight", None) is not None:
-                # in place: a fresh copy per reset costs its page faults (weights are copied
-                # wherever they are handed out, and no row-weight cache serves learning)
-                self.weight[...] = self._array(self.initial_weight)
+                self._restore_initial_weights()
             else:
                 self.weight = self._array(self.initial_weight.copy(), np.float32)
             self._reset_devices()
@@ -254,7 +252,7 @@ class ArrayBackend:
             "astro_drive": self._zeros((B, M), np.int64),
             # deferred STDP (numba): per post neuron, the sum P of stdp.py's "Deferred", and
             # per instance the steps since it was last settled (0: nothing pending)
-            "defer_sum": self._cleared(old.get("defer_sum"), (B, max(L.n_traces, 1))
+            "defer_sum": self._cleared(old.get("defer_sum"), (B, max(L.n_psum, 1))
                                        if L.deferred_span else (1, 1), np.float64),
             "defer_age": self._zeros((B,), np.int64),
         }
@@ -310,6 +308,12 @@ class ArrayBackend:
     @weight.setter
     def weight(self, values) -> None:
         self._weight = values
+
+    def _restore_initial_weights(self) -> None:
+        """Learned weights back to the initial ones, in place: a fresh copy per reset
+        costs its page faults (weights are copied wherever they are handed out, and no
+        row-weight cache serves learning)."""
+        self._weight[...] = self._array(self.initial_weight)
 
     def _settle_pending(self, discard: bool = False) -> None:
         """Apply (or, with ``discard``, drop) weight changes that runs leave pending:

@@ -118,11 +118,12 @@ def _amplitudes(b, rule_f, rule_i, mod_state, mod_i, lr, amp):
 @njit(cache=True, nogil=True)
 def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
               state, coef, src, stream_keys, ext, ring, indptr, target, delay, row_delay,
-              row_weight, weight,
+              row_weight, weight, initial_weight, restore,
               record_flag, rec_t, rec_i, rec_n, spike_counts, pop_counts,
               mon_neuron, mon_row, mon_every, mon_out, error, scratch_idx, scratch_cnt,
               learn, rule_f, rule_i, run_rule, row_run, run_lo, csc_ptr, csc_syn, csc_pre,
-              csc_rule, plastic_syn, plastic_pre, plastic_post, traces, trace_decay, elig, lr,
+              csc_rule, plastic_syn, plastic_pre, plastic_post, traces, trace_decay, trace_i,
+              trace_inc, elig, lr,
               clips, amp, mod_state, mod_aux, mod_i, mod_f, astro_sign, astro_drive, signal_in,
               defer_span, defer_sum, defer_snap, defer_age,
               syn_proj, hw_table, hw_key, hw_any, hw_learn, hw_wtable, hw_wkey, hw_g, hw_level,
@@ -130,6 +131,7 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
     """Advance instance b by ``n_steps`` steps starting at step ``t0``.
 
     error[b] = (step, population) of the first NaN/Inf, else (-1, -1).
+    With ``restore``, the instance's weights start from ``initial_weight``.
     With ``learn``, plasticity and modulators run too (see spiking.plasticity);
     deferred STDP rules settle every ``defer_span`` steps (0: no deferred rule), and
     what is pending at the chunk's end stays so (``defer_age[b]`` steps of it) until
@@ -142,6 +144,8 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
     per_instance_input = ext.shape[1] > 1
     per_instance_signal = signal_in.shape[1] > 1
     wb = np.int64(b) if per_instance_weights else np.int64(0)
+    if restore:   # reset to the initial weights (learning: one row per instance)
+        weight[wb, :] = initial_weight[wb if initial_weight.shape[0] > 1 else 0, :]
     bx = np.int64(b) if per_instance_input else np.int64(0)
     sb = np.int64(b) if per_instance_signal else np.int64(0)
     spikes = scratch_idx[b]
@@ -246,7 +250,8 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
                                 run_rule, rule_f, rule_i, traces, amp_minus, clips, hw)
                 stdp.post_spikes(weight, wb, elig, b, spikes, n_spikes, csc_ptr, csc_syn, csc_pre,
                                  csc_rule, rule_f, rule_i, traces, amp_plus, clips, hw)
-            stdp.bump_traces(traces, b, first, spikes, rule_f, rule_i, amp_plus, defer_sum, h)
+            stdp.bump_traces(traces, b, first, spikes, trace_i, trace_inc, rule_i, amp_plus,
+                              defer_sum, h)
             modulators.on_spikes(b, spikes, counts, n_spikes, mod_i, astro_sign, drive, traces)
             three_factor.apply(weight, wb, elig, b, rule_f, rule_i, plastic_syn, plastic_pre,
                                plastic_post, traces, mod_state, mod_i, lr, clips, hw_learn,
@@ -296,6 +301,7 @@ class NumbaBackend(ArrayBackend):
 
     name = "numba"
     _row_weight_key = False   # the weight array _row_weight was computed for
+    _restore = False          # whether the next chunk starts from the initial weights
 
     def _array(self, x, dtype=None):
         return np.ascontiguousarray(x if dtype is None else np.asarray(x, dtype=dtype))
@@ -319,9 +325,19 @@ class NumbaBackend(ArrayBackend):
             self._row_weight_key = key
         return self._row_weight
 
+    def _restore_initial_weights(self) -> None:
+        """Deferred to the next chunk, where each instance copies its own weights just
+        before it runs (into its cache, not through memory for all instances at once),
+        or to the next read of the weights."""
+        self._restore = True
+
     def _settle_pending(self, discard: bool = False) -> None:
         """Deferred STDP leaves potentiations pending at the end of a run (a reset with
-        weights drops them unread); they are settled when weights are read."""
+        weights drops them unread); they are settled when weights are read. A restore
+        of the initial weights that is still to come is done first."""
+        if self._restore:
+            self._weight[...] = self.initial_weight
+            self._restore = False
         P = getattr(self, "learning", None)
         if P is None or not P["defer_age"].any():
             return
@@ -346,13 +362,14 @@ class NumbaBackend(ArrayBackend):
         args = (t0, n_steps, self.pop_model, self.pop_lo, self.pop_hi, self.pop_col,
                 self.pop_mode, self.state, self.coef, self.src, self.stream_keys, ext, self.ring,
                 self.indptr, self.target, self.delay, self.row_delay, self._row_weights(),
-                self._weight,   # as it is: pending deferred changes stay pending
+                self._weight, self.initial_weight, self._restore,   # pending changes stay so
                 self.record_flag, rec.spike_t, rec.spike_i, rec.spike_n, self.spike_counts,
                 rec.pop_counts, self.mon_neuron, self.mon_row, self.mon_every, rec.state,
                 rec.error, self.scratch_idx, self.scratch_cnt,
                 self.learns, L.rule_f, L.rule_i, L.run_rule, L.row_run, L.run_lo, L.csc_ptr,
                 L.csc_syn, L.csc_pre, L.csc_rule, L.plastic_syn, L.plastic_pre, L.plastic_post,
-                P["traces"], P["trace_decay"], P["elig"], P["lr"], P["clips"], P["amp"],
+                P["traces"], P["trace_decay"], L.trace_i, L.trace_inc, P["elig"], P["lr"],
+                P["clips"], P["amp"],
                 P["mod_state"],
                 P["mod_aux"], L.mod_i, L.mod_f, L.astro_sign, P["astro_drive"], signals,
                 L.deferred_span, P["defer_sum"], self._deferred_snap(), P["defer_age"],
@@ -360,3 +377,4 @@ class NumbaBackend(ArrayBackend):
                 self.hw_table, self.hw_key, bool(self.arrays),
                 *self.hardware_writes())
         (run_parallel if parallel else run_serial)(self.instances, args)
+        self._restore = False

@@ -7,7 +7,11 @@ times folded into per-step decay factors.
 Rule tables (one row per plastic projection k):
 - ``rule_f`` float32 [K, NF]: amplitudes, trace decays, bounds, eta, decays
 - ``rule_i`` int64 [K, NI]: kind, options, neuron ranges and their populations'
-  indices, trace offsets, modulator indices, range in the plastic-synapse list
+  indices, trace offsets, modulator indices, range in the plastic-synapse list,
+  receptor offset of its targets, offset of a deferred rule's sums
+Trace table (one row per distinct STDP trace, which rules with the same population,
+decay, increment and pairing share): ``trace_i`` int64 [T, TI], ``trace_inc``
+float32 [T]; each spike bumps each of its traces once.
 A ``deferred`` rule (``schedule: deferred``) settles its potentiations at
 least every ``deferred_span`` steps: the span over which its weighting factor
 exp(steps · dt / tau_plus) stays below exp(DEFERRED_RANGE) (see stdp.py, "Deferred").
@@ -35,8 +39,11 @@ from spiking.rng import generator
 A_PLUS, A_MINUS, X_DECAY, Y_DECAY, INC, W_MIN, W_MAX, E_DECAY, ETA, LR_DECAY, AP_SCALE, AM_SCALE = range(12)
 NF = 12
 # rule_i columns
-KIND, MULT, NEAREST, ELIG, PRE_LO, PRE_HI, POST_LO, POST_HI, X_OFF, Y_OFF, AP_MOD, AM_MOD, MOD, GATE, SYN_LO, SYN_HI, DEFER, PRE_POP, POST_POP, TARGET_OFF = range(20)
-NI = 20
+KIND, MULT, NEAREST, ELIG, PRE_LO, PRE_HI, POST_LO, POST_HI, X_OFF, Y_OFF, AP_MOD, AM_MOD, MOD, GATE, SYN_LO, SYN_HI, DEFER, PRE_POP, POST_POP, TARGET_OFF, P_OFF = range(21)
+NI = 21
+# trace_i columns (one row per distinct STDP trace)
+T_POP, T_BASE, T_NEAREST = range(3)
+TI = 3
 STDP, THREE_FACTOR = 0, 1
 ELIG_STDP, ELIG_HEBBIAN, ELIG_PRE = 0, 1, 2
 # mod_i columns
@@ -66,6 +73,9 @@ class PlasticityLayout:
     plastic_pre: np.ndarray
     plastic_post: np.ndarray
     n_traces: int
+    trace_i: np.ndarray             # int64 [T, TI]: population, base (trace = base + neuron), nearest
+    trace_inc: np.ndarray           # float32 [T]: increment per spike
+    n_psum: int                     # entries of the deferred rules' sums P
     needs_eligibility: bool
     mod_names: List[str]
     mod_i: np.ndarray
@@ -148,6 +158,10 @@ def build_layout(spec) -> PlasticityLayout:
     rule_i = np.zeros((K, NI), np.int64)
     syn_rule = np.full(conn.nnz, -1, np.int16)
     groups = []
+    # STDP traces, one per population, decay, increment and pairing: rules that agree
+    # on all four (a liquid's E -> E and E -> I pre traces, say) share one
+    trace_at, trace_rows, trace_inc = {}, [], []
+    n_psum = 0
     for k, proj in enumerate(plastic):
         cfg = proj.plasticity
         pre, post = spec.population(proj.pre), spec.population(proj.post)
@@ -165,10 +179,18 @@ def build_layout(spec) -> PlasticityLayout:
         rule_i[k, POST_LO], rule_i[k, POST_HI] = post.offset, post.stop
         rule_i[k, PRE_POP] = spec.populations.index(pre)
         rule_i[k, POST_POP] = spec.populations.index(post)
-        rule_i[k, X_OFF] = n_traces
-        n_traces += pre.size
-        rule_i[k, Y_OFF] = n_traces
-        n_traces += post.size
+        for off_col, pop, tau in ((X_OFF, pre, cfg.tau_plus), (Y_OFF, post, cfg.tau_minus)):
+            key = (pop.name, np.float32(_decay(tau, dt)), np.float32(cfg.trace_increment),
+                   cfg.pairing == "nearest")
+            if key not in trace_at:
+                trace_at[key] = n_traces
+                trace_rows.append((spec.populations.index(pop), n_traces - pop.offset, key[3]))
+                trace_inc.append(key[2])
+                n_traces += pop.size
+            rule_i[k, off_col] = trace_at[key]
+        if cfg.schedule == "deferred":   # its own sums P (stdp.py, "Deferred")
+            rule_i[k, P_OFF] = n_psum
+            n_psum += post.size
         for amp_col, mod_col, scale_col, amp in ((A_PLUS, AP_MOD, AP_SCALE, cfg.a_plus),
                                                   (A_MINUS, AM_MOD, AM_SCALE, cfg.a_minus)):
             if isinstance(amp, (int, float)):
@@ -224,7 +246,8 @@ def build_layout(spec) -> PlasticityLayout:
         csc_syn=csc_syn.astype(np.int64), csc_pre=plastic_pre[order].astype(np.int64),
         csc_rule=syn_rule[csc_syn], plastic_syn=plastic_syn.astype(np.int64),
         plastic_pre=plastic_pre.astype(np.int64), plastic_post=plastic_post.astype(np.int64),
-        n_traces=n_traces, needs_eligibility=needs_e, mod_names=mod_names, mod_i=mod_i,
+        n_traces=n_traces, trace_i=np.array(trace_rows, np.int64).reshape(-1, TI),
+        trace_inc=np.array(trace_inc, np.float32), n_psum=n_psum, needs_eligibility=needs_e, mod_names=mod_names, mod_i=mod_i,
         mod_f=mod_f, astro_sign=astro_sign, n_mod_cols=col, n_signal_cols=signal_col,
         signal_cols=signal_cols, deferred_span=min(spans, default=0),
         **rule_runs(conn.indptr, syn_rule))

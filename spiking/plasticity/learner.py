@@ -95,19 +95,20 @@ class TorchLearner:
         self.lr.mul_(self.rule_f[:, LR_DECAY])
 
     def _bump_traces(self, counts) -> None:
+        """Each trace of the layout's trace table (rules may share one) once."""
+        from spiking.plasticity.layout import T_BASE, T_NEAREST, T_POP
+
         spiked = counts > 0
-        ri, rf = self.rule_i_host, self.backend.layout.rule_f
-        from spiking.plasticity.layout import INC, NEAREST, POST_HI, POST_LO, PRE_HI, PRE_LO, X_OFF, Y_OFF
-        for k in range(ri.shape[0]):
-            for lo_col, hi_col, off_col in ((PRE_LO, PRE_HI, X_OFF), (POST_LO, POST_HI, Y_OFF)):
-                lo, hi, off = int(ri[k, lo_col]), int(ri[k, hi_col]), int(ri[k, off_col])
-                part = self.traces[:, off: off + hi - lo]
-                hit = spiked[:, lo:hi]
-                inc = float(rf[k, INC])
-                if ri[k, NEAREST]:
-                    part[hit] = inc
-                else:
-                    part += hit.to(torch.float32) * np.float32(inc)
+        L = self.backend.layout
+        for row, inc in zip(L.trace_i, L.trace_inc):
+            pop = self.backend.spec.populations[int(row[T_POP])]
+            base = int(row[T_BASE])
+            part = self.traces[:, base + pop.offset: base + pop.stop]
+            hit = spiked[:, pop.offset:pop.stop]
+            if row[T_NEAREST]:
+                part[hit] = float(inc)
+            else:
+                part += hit.to(torch.float32) * inc
 
     def weight_at(self, b_rep, syn):
         """The weights of (instance, synapse) pairs (shared weights: row 0)."""

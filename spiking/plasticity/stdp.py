@@ -56,10 +56,10 @@ from numba import njit
 
 from spiking.models.kernel import ring_slot
 from spiking.synapses.array_write import ON, write
-from spiking.plasticity.layout import (DEFER, ELIG, ELIG_HEBBIAN, ELIG_PRE, ELIG_STDP, INC, KIND, MULT,
-                                       NEAREST, POST_HI, POST_LO, POST_POP, PRE_HI, PRE_LO,
-                                       PRE_POP, STDP, TARGET_OFF, W_MAX, W_MIN, X_DECAY, X_OFF,
-                                       Y_DECAY, Y_OFF)
+from spiking.plasticity.layout import (DEFER, ELIG, ELIG_HEBBIAN, ELIG_PRE, ELIG_STDP, KIND, MULT,
+                                       P_OFF, POST_HI, POST_LO, POST_POP, PRE_HI, PRE_LO, STDP,
+                                       T_BASE, T_NEAREST, T_POP, TARGET_OFF, W_MAX, W_MIN, X_DECAY,
+                                       X_OFF, Y_DECAY, Y_OFF)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -84,6 +84,13 @@ def _post_trace_base(rule_i, k):
     """Offset that turns a target of rule k's synapses (receptor slot · n_total + post
     neuron; one projection, so one slot: TARGET_OFF) into the index of its post trace."""
     return rule_i[k, Y_OFF] - rule_i[k, POST_LO] - rule_i[k, TARGET_OFF]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _post_sum_base(rule_i, k):
+    """As :func:`_post_trace_base`, for the index of the post neuron's sum P of deferred
+    rule k."""
+    return rule_i[k, P_OFF] - rule_i[k, POST_LO] - rule_i[k, TARGET_OFF]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -194,24 +201,23 @@ def _potentiate(weight, wb, elig, b, q0, q1, k, csc_syn, csc_pre, rule_f, rule_i
 
 
 @njit(cache=True, nogil=True)
-def bump_traces(traces, b, first, spikes, rule_f, rule_i, amp_plus, psum, h):
-    """Raise the traces of this step's spiking neurons for every rule they are pre or
-    post of; a post spike of a deferred rule adds its term a_plus · h to P. A rule's
-    pre and post are whole populations
-    (PRE_POP, POST_POP), population p's spikes are spikes[first[p]:first[p + 1]]."""
+def bump_traces(traces, b, first, spikes, trace_i, trace_inc, rule_i, amp_plus, psum, h):
+    """Raise each trace (layout.trace_i: rules may share one) of this step's spiking
+    neurons; a post spike of a deferred rule adds its term a_plus · h to the rule's P.
+    Traces and rules cover whole populations; population p's spikes are
+    spikes[first[p]:first[p + 1]]."""
+    for u in range(trace_i.shape[0]):
+        p, base, inc = trace_i[u, T_POP], trace_i[u, T_BASE], trace_inc[u]
+        nearest = trace_i[u, T_NEAREST] > 0
+        for q in range(first[p], first[p + 1]):
+            i = base + spikes[q]
+            traces[b, i] = inc if nearest else traces[b, i] + inc
     for k in range(rule_i.shape[0]):
-        inc = rule_f[k, INC]
-        nearest = rule_i[k, NEAREST] > 0
-        for side in range(2):
-            p = rule_i[k, PRE_POP] if side == 0 else rule_i[k, POST_POP]
-            off = (rule_i[k, X_OFF] - rule_i[k, PRE_LO] if side == 0
-                   else rule_i[k, Y_OFF] - rule_i[k, POST_LO])
-            term = amp_plus[k] * h[k] if side == 1 and rule_i[k, DEFER] else 0.0
+        term = amp_plus[k] * h[k]
+        if rule_i[k, DEFER] and term != 0:
+            p, base = rule_i[k, POST_POP], rule_i[k, P_OFF] - rule_i[k, POST_LO]
             for q in range(first[p], first[p + 1]):
-                i = off + spikes[q]
-                traces[b, i] = inc if nearest else traces[b, i] + inc
-                if term != 0:
-                    psum[b, i] += term
+                psum[b, base + spikes[q]] += term
 
 
 # ----------------------------------------------------------------------------- deferred
@@ -296,6 +302,7 @@ def _deferred_spike(weight, wb, b, j, c, s0, s1, k, at, uniform, delay, slot, de
     w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
     base = rule_i[k, TARGET_OFF]   # the receptor slot's offset in target
     y_base = _post_trace_base(rule_i, k)
+    p_base = _post_sum_base(rule_i, k)
     x = traces[b, rule_i[k, X_OFF] + j - rule_i[k, PRE_LO]]
     factor = x * inv_h
     up = amp_plus * x
@@ -304,7 +311,7 @@ def _deferred_spike(weight, wb, b, j, c, s0, s1, k, at, uniform, delay, slot, de
     for s in range(np.uint64(s0), np.uint64(s1)):
         post = target[s]
         yp = np.uint64(y_base + post)
-        p = psum[b, yp]
+        p = psum[b, np.uint64(p_base + post)]
         w, clipped = _pending(weight[wb, s], factor, p, snap[b, s], w_min, w_max)
         ring_flat[np.uint64(_ring_at(at, uniform, delay, s, slot, depth, stride, b_off) + post)] += w * c
         w, clipped_down = _bounded(w - amp_minus * traces[b, yp], w_min, w_max)
@@ -324,11 +331,11 @@ def _settle_run(weight, wb, b, s0, s1, k, target, rule_f, rule_i, factor, psum,
     """Synapses [s0, s1) of deferred rule k: their pending potentiations, with snap
     reset to 0 for P's restart. Branch-free, as :func:`_deferred_spike`."""
     w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
-    y_base = _post_trace_base(rule_i, k)
+    p_base = _post_sum_base(rule_i, k)
     n_clip = 0
     for s in range(np.uint64(s0), np.uint64(s1)):
         weight[wb, s], clipped = _pending(weight[wb, s], factor,
-                                          psum[b, np.uint64(y_base + target[s])], snap[b, s],
+                                          psum[b, np.uint64(p_base + target[s])], snap[b, s],
                                           w_min, w_max)
         n_clip += clipped
         snap[b, s] = 0.0
@@ -369,7 +376,7 @@ def settle(weight, wb, b, row_run, run_lo, target, run_rule, rule_f, rule_i, tra
                                 x * inv_h[k], psum, snap, clips)
     for k in range(rule_i.shape[0]):
         if rule_i[k, DEFER]:
-            lo = rule_i[k, Y_OFF]
+            lo = rule_i[k, P_OFF]
             psum[b, lo:lo + rule_i[k, POST_HI] - rule_i[k, POST_LO]] = 0.0
 
 
