@@ -54,6 +54,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from spiking.models.base import N_SLOTS
 from spiking.models.kernel import ring_slot
 from spiking.synapses.array_write import ON, write
 from spiking.plasticity.layout import (DEFER, ELIG, ELIG_HEBBIAN, ELIG_PRE, ELIG_STDP, KIND, MULT,
@@ -239,9 +240,12 @@ def propagate_deferred(weight, wb, b, spikes, counts, n_spikes, row_delay, delay
     argument). At each synapse of a deferred rule, in one pass: the potentiations
     pending since the pre neuron's last spike, the delivery into the ring buffer,
     step 1 and the same-step potentiation; the other synapses are delivered.
-    ``spiked`` (uint8 [n_total], all 0) marks this step's spikes meanwhile."""
+    ``spiked`` (uint8, the ring's width: N_SLOTS * n_total, all 0) marks this step's
+    spikes meanwhile, in every receptor slot, so a synapse's target indexes it."""
+    n_total = spiked.shape[0] // N_SLOTS
     for q in range(n_spikes):
-        spiked[spikes[q]] = 1
+        for o in range(0, spiked.shape[0], n_total):
+            spiked[o + spikes[q]] = 1
     depth, stride, b_off = ring.shape[0], ring.shape[1] * ring.shape[2], b * ring.shape[2]
     ring_flat = ring.reshape(-1)   # offsets from _ring_at
     for q in range(n_spikes):
@@ -256,7 +260,8 @@ def propagate_deferred(weight, wb, b, spikes, counts, n_spikes, row_delay, delay
                           b_off, ring_flat, row_run, run_lo, target, run_rule, rule_f, rule_i,
                           traces, psum, snap, h, inv_h, amp_minus, amp_plus, spiked, clips)
     for q in range(n_spikes):
-        spiked[spikes[q]] = 0
+        for o in range(0, spiked.shape[0], n_total):
+            spiked[o + spikes[q]] = 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -300,7 +305,6 @@ def _deferred_spike(weight, wb, b, j, c, s0, s1, k, at, uniform, delay, slot, de
     that same-step term (a few % of synapses: a branch costs less than its arithmetic
     at every synapse)."""
     w_min, w_max = rule_f[k, W_MIN], rule_f[k, W_MAX]
-    base = rule_i[k, TARGET_OFF]   # the receptor slot's offset in target
     y_base = _post_trace_base(rule_i, k)
     p_base = _post_sum_base(rule_i, k)
     x = traces[b, rule_i[k, X_OFF] + j - rule_i[k, PRE_LO]]
@@ -316,7 +320,7 @@ def _deferred_spike(weight, wb, b, j, c, s0, s1, k, at, uniform, delay, slot, de
         ring_flat[np.uint64(_ring_at(at, uniform, delay, s, slot, depth, stride, b_off) + post)] += w * c
         w, clipped_down = _bounded(w - amp_minus * traces[b, yp], w_min, w_max)
         n_clip += clipped + clipped_down
-        if spiked[np.uint64(post - base)]:   # the post neuron spiked in this step too (rare)
+        if spiked[post]:   # the post neuron spiked in this step too (rare)
             w, clipped_up = _bounded(w + up, w_min, w_max)
             n_clip += clipped_up
             p += term
