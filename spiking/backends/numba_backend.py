@@ -158,7 +158,7 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
     for k in range(rule_i.shape[0]):
         eager |= rule_i[k, DEFER] == 0
     amp_plus, amp_minus = amp[b, :, 0], amp[b, :, 1]   # views: amp changes in place
-    spiked = np.zeros(ring.shape[2], np.uint8)   # this step's spikes (deferred rules)
+    spiked = np.zeros(ring.shape[2] if deferred else 0, np.uint8)   # step's spikes (deferred)
     first = np.zeros(n_pop + 1, np.int64)   # population p's spikes: spikes[first[p]:first[p+1]]
     h = np.ones(rule_i.shape[0])
     inv_h = np.ones(rule_i.shape[0])
