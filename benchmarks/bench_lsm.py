@@ -56,6 +56,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import Optional
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +87,13 @@ def run_dir(runs: Path, name: str) -> Path:
 
 
 def train_model(name: str, config: str, overrides, runs: Path, data: Path, progress: bool,
-                cv: bool = True) -> dict:
+                cv: bool = True, augment: int = 0) -> dict:
+    """``spiking train`` of one model into ``runs``; with ``augment`` (pixels), its
+    readout also learns from the translated copies (``lsm.data.augment.shift``)."""
     from networks import lsm_cli
 
+    if augment:
+        name, overrides = f"{name} aug {augment}", list(overrides) + [f"lsm.data.augment.shift={augment}"]
     out = run_dir(runs, name)
     args = argparse.Namespace(config=str(REPO / config), overrides=list(overrides), out=str(out),
                               data=str(data), backend=None, device=None, batch_size=None,
@@ -129,10 +134,13 @@ def raw_count_baseline(data: Path, progress: bool) -> dict:
             "chosen": fit.chosen}
 
 
-def cross_validated(x: np.ndarray, y: np.ndarray, folds: int = 10, seed: int = 0) -> float:
+def cross_validated(x: np.ndarray, y: np.ndarray, folds: int = 10, seed: int = 0,
+                    copies: Optional[np.ndarray] = None, copy_of: Optional[np.ndarray] = None) -> float:
     """Mean accuracy of a ridge readout (standardised features) over stratified folds
     of the 900 Train recordings, for the best of a few penalties: a steadier figure
-    than 100 test recordings (one of them is 1 %) for comparing liquids."""
+    than 100 test recordings (one of them is 1 %) for comparing liquids. ``copies``
+    (translated copies, row r a copy of sample ``copy_of[r]``) join the training folds
+    of their sample, and are never held out."""
     from networks.readout import Normaliser, _ridge
 
     rng = np.random.default_rng(seed)
@@ -140,13 +148,17 @@ def cross_validated(x: np.ndarray, y: np.ndarray, folds: int = 10, seed: int = 0
     for c in np.unique(y):
         members = rng.permutation(np.flatnonzero(y == c))
         fold[members] = np.arange(members.size) % folds
+    if copies is None:
+        copies, copy_of = np.zeros((0, x.shape[1])), np.zeros(0, int)
     best = 0.0
     for alpha in (1.0, 10.0, 100.0, 1000.0):
         correct = 0
         for k in range(folds):
             train, held = fold != k, fold == k
-            norm = Normaliser.fit(x[train], "standard")
-            w, b = _ridge(norm(x[train]), y[train], alpha, 10)
+            xt = np.concatenate([x[train], copies[fold[copy_of] != k]])
+            yt = np.concatenate([y[train], y[copy_of][fold[copy_of] != k]])
+            norm = Normaliser.fit(xt, "standard")
+            w, b = _ridge(norm(xt), yt, alpha, 10)
             correct += int(((norm(x[held]) @ w + b).argmax(1) == y[held]).sum())
         best = max(best, correct / len(y))
     return best
@@ -154,8 +166,15 @@ def cross_validated(x: np.ndarray, y: np.ndarray, folds: int = 10, seed: int = 0
 
 def _cv_of_run(out: Path) -> float:
     parts = [np.load(out / "features" / f"{split}.npz") for split in ("train", "validation")]
-    return cross_validated(np.concatenate([p["counts"] for p in parts]).astype(np.float64),
-                           np.concatenate([p["labels"] for p in parts]))
+    x = np.concatenate([p["counts"] for p in parts]).astype(np.float64)
+    y = np.concatenate([p["labels"] for p in parts])
+    copies, copy_of = None, None
+    if (out / "features" / "augmented.npz").exists():   # copies of train, one block per move
+        with np.load(out / "features" / "augmented.npz") as f:
+            copies = f["counts"].astype(np.float64)
+        n_train = len(parts[0]["labels"])
+        copy_of = np.tile(np.arange(n_train), len(copies) // n_train)
+    return cross_validated(x, y, copies=copies, copy_of=copy_of)
 
 
 def accuracy(args, data: Path) -> dict:
@@ -164,10 +183,13 @@ def accuracy(args, data: Path) -> dict:
     results["raw counts + logistic"] = raw_count_baseline(data, args.progress)
     for name, config, overrides in MODELS:
         results[f"{name}, counts"] = train_model(f"{name} counts", config, overrides + COUNTS, runs,
-                                                 data, args.progress)
-        results[f"{name}, 3 bins"] = train_model(name, config, overrides, runs, data, args.progress)
+                                                 data, args.progress, augment=args.augment)
+        results[f"{name}, 3 bins"] = train_model(name, config, overrides, runs, data, args.progress,
+                                                 augment=args.augment)
     print("\nAccuracy on nmnist-small (readout chosen on validation; test = 100 real recordings;"
-          "\nCV = ridge readout, 10-fold cross-validation over the 900 Train recordings)")
+          "\nCV = ridge readout, 10-fold cross-validation over the 900 Train recordings)"
+          + (f"\nreadouts also learn from translated copies of Train (shifts up to {args.augment} px)"
+             if args.augment else ""))
     header = (f"{'model':<28}{'val %':>7}{'test %':>8}{'CV %':>7}{'BF test':>9}{'E Hz':>7}{'I Hz':>7}"
               f"{'samples/s':>11}")
     print(header)
@@ -243,44 +265,54 @@ def synthetic(args, data: Path) -> dict:
 
 
 def seeds(args, data: Path) -> dict:
-    """LSM, LSM+STDP and NALSM (3 bins) on ``--seeds`` liquids (config seeds 1..N; 1 is
-    the accuracy run's): mean and spread of test and CV accuracy, and per seed whether
-    the paper's order NALSM >= LSM > LSM+STDP holds. A seed fixes the liquid's
-    connectivity for all three (the fixed LSM scales its weights), so the per-seed
-    differences are paired."""
+    """LSM, LSM+STDP and NALSM (3 bins; ``--models`` picks some) on ``--seeds`` liquids
+    (config seeds 1..N; 1 is the accuracy run's): mean and spread of validation, test
+    and CV accuracy, and per seed whether the paper's order NALSM >= LSM > LSM+STDP
+    holds. A seed fixes the liquid's connectivity for all three (the fixed LSM scales
+    its weights), so the per-seed differences are paired."""
     runs = Path(args.runs)
-    names = LIQUIDS
+    names = [n for n in LIQUIDS if n in args.models]
     table = {name: [] for name in names}
     for seed in range(1, args.seeds + 1):
         for name, config, overrides in [m for m in MODELS if m[0] in names]:
             run = name if seed == 1 else f"{name} seed {seed}"
-            m = train_model(run, config, overrides + [f"seed={seed}"], runs, data, args.progress)
+            m = train_model(run, config, overrides + [f"seed={seed}"], runs, data, args.progress,
+                            augment=args.augment)
             table[name].append({"seed": seed, "test": m["accuracy"]["test"], "cv": m["accuracy"]["cv_ridge"],
                                 "validation": m["accuracy"]["validation"],
                                 "branching_factor": m["branching_factor"]["test"]})
-    percent = {n: {key: np.array([r[key] for r in table[n]]) * 100 for key in ("test", "cv")} for n in names}
+    keys = ("validation", "test", "cv")
+    percent = {n: {key: np.array([r[key] for r in table[n]]) * 100 for key in keys} for n in names}
     holds = {key: (percent["NALSM"][key] >= percent["LSM"][key]) & (percent["LSM"][key] > percent["LSM+STDP"][key])
-             for key in ("test", "cv")}
+             for key in ("test", "cv")} if len(names) == len(LIQUIDS) else None
     print(f"\nLiquids of {args.seeds} seeds, counts in 3 time bins (test = 100 real recordings; CV = ridge, "
-          "10-fold over the 900 Train recordings)")
-    print(f"{'seed':>5}" + "".join(f"{n + ' test/CV %':>22}" for n in names) + f"{'order (test / CV)':>20}")
+          "10-fold over the 900 Train recordings)"
+          + (f"; readouts also learn from translated copies (shifts up to {args.augment} px)"
+             if args.augment else ""))
+    print(f"{'seed':>5}" + "".join(f"{n + ' test/CV %':>22}" for n in names)
+          + (f"{'order (test / CV)':>20}" if holds else ""))
     for i in range(args.seeds):
         print(f"{i + 1:>5}" + "".join(f"{percent[n]['test'][i]:>15.1f} /{percent[n]['cv'][i]:>5.1f}" for n in names)
-              + f"{'yes' if holds['test'][i] else 'no':>14} / {'yes' if holds['cv'][i] else 'no'}")
+              + (f"{'yes' if holds['test'][i] else 'no':>14} / {'yes' if holds['cv'][i] else 'no'}"
+                 if holds else ""))
     summary = {}
     for n in names:
-        test, cv = percent[n]["test"], percent[n]["cv"]
-        summary[n] = {"test_mean": test.mean(), "test_sd": test.std(ddof=1), "cv_mean": cv.mean(),
-                      "cv_sd": cv.std(ddof=1)}
-        print(f"{n:<10} test {summary[n]['test_mean']:5.1f} +- {summary[n]['test_sd']:4.1f}   "
-              f"CV {summary[n]['cv_mean']:5.1f} +- {summary[n]['cv_sd']:4.1f}")
-    for key in ("test", "cv"):
-        diff = percent["NALSM"][key] - percent["LSM"][key]
-        order = int(holds[key].sum())
-        print(f"NALSM - LSM ({key}): {diff.mean():+.1f} +- {diff.std(ddof=1) / np.sqrt(len(diff)):.1f} "
-              f"(mean +- standard error over seeds); NALSM >= LSM > LSM+STDP on {order} of {args.seeds} seeds")
-        summary[f"nalsm_minus_lsm_{key}"] = diff.mean()
-        summary[f"order_holds_{key}"] = order
+        summary[n] = {}
+        for key in keys:
+            summary[n][f"{key}_mean"] = percent[n][key].mean()
+            summary[n][f"{key}_sd"] = percent[n][key].std(ddof=1) if args.seeds > 1 else float("nan")
+        print(f"{n:<10}" + "   ".join(f"{key} {summary[n][key + '_mean']:5.1f} +- {summary[n][key + '_sd']:4.1f}"
+                                      for key in keys))
+    if "NALSM" in names and "LSM" in names:
+        for key in keys:
+            diff = percent["NALSM"][key] - percent["LSM"][key]
+            print(f"NALSM - LSM ({key}): {diff.mean():+.1f} +- {diff.std(ddof=1) / np.sqrt(len(diff)):.1f} "
+                  "(mean +- standard error over seeds)"
+                  + (f"; NALSM >= LSM > LSM+STDP on {int(holds[key].sum())} of {args.seeds} seeds"
+                     if holds and key in holds else ""))
+            summary[f"nalsm_minus_lsm_{key}"] = diff.mean()
+            if holds and key in holds:
+                summary[f"order_holds_{key}"] = int(holds[key].sum())
     return {"per_seed": table, "summary": summary}
 
 
@@ -585,8 +617,13 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", default=str(REPO / "runs" / "bench_lsm"))
     parser.add_argument("--synthetic", type=int, metavar="N",
                         help="train LSM and NALSM on Train + N synthetic saccade recordings")
+    parser.add_argument("--augment", type=int, default=0, metavar="PX",
+                        help="readouts also learn from translated copies of the training "
+                             "recordings, shifts up to PX pixels (lsm.data.augment.shift)")
     parser.add_argument("--seeds", type=int, metavar="N",
                         help="LSM, LSM+STDP and NALSM on the liquids of seeds 1..N (accuracy spread, model order)")
+    parser.add_argument("--models", nargs="+", choices=LIQUIDS, default=list(LIQUIDS),
+                        help="the liquids --seeds trains (default all three)")
     parser.add_argument("--samples", type=int, default=64, help="samples timed for speed")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3,
@@ -604,15 +641,16 @@ def main(argv=None) -> int:
         return 0
     Path(args.runs).mkdir(parents=True, exist_ok=True)
     report = {}
+    augmented = f"_aug{args.augment}" if args.augment else ""
     if args.sweep_scale:
         report["scale_sweep" + ("" if args.sweep_scale == "LSM" else f"_{args.sweep_scale}")] = sweep_scale(args, data)
     elif args.synthetic:
         report[f"synthetic_{args.synthetic}"] = synthetic(args, data)
     elif args.seeds:
-        report[f"seeds_{args.seeds}"] = seeds(args, data)
+        report[f"seeds_{args.seeds}{augmented}"] = seeds(args, data)
     else:
         if args.only in (None, "accuracy"):
-            report["accuracy"] = accuracy(args, data)
+            report[f"accuracy{augmented}"] = accuracy(args, data)
         if args.only in (None, "speed"):
             report["speed"] = speed(args, data)
     path = Path(args.runs) / "bench.json"

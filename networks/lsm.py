@@ -50,7 +50,10 @@ Protocol (each phase switchable in ``lsm.init`` and ``lsm.features``):
 2. features: samples run in batches of B instances; with plasticity on, every
    instance starts from the initialised weights (restored before each batch)
    and learns during its sample with learning rates decaying by 0.99 per ms;
-   features are spike counts per liquid neuron, optionally in time bins.
+   features are spike counts per liquid neuron, optionally in time bins;
+3. with ``data.augment.shift: s``, the readout also learns from copies of the
+   training recordings moved by every (dx, dy) with |dx|, |dy| <= s pixels
+   ((2s + 1)^2 - 1 copies; validation and test are never moved).
 
 Every simulation goes through ``Network.run`` (the core's time loop).
 """
@@ -254,6 +257,10 @@ class EncoderConfig(Section):
     polarity: Optional[Literal[0, 1]] = None
 
 
+class AugmentConfig(Section):
+    shift: int = Field(0, ge=0)           # pixels: training copies moved by |dx|, |dy| <= shift
+
+
 class DataConfig(Section):
     path: Optional[str] = None            # default data folder (--data wins)
     window: PositiveTime = 250.0          # ms of each sample
@@ -262,6 +269,7 @@ class DataConfig(Section):
     max_train: Optional[int] = Field(None, ge=1)
     max_test: Optional[int] = Field(None, ge=1)
     encoder: EncoderConfig = EncoderConfig()
+    augment: AugmentConfig = AugmentConfig()
 
 
 class LsmSection(Section):
@@ -545,7 +553,9 @@ def check_classes(labels: np.ndarray, where: str, classes: int = 10) -> None:
 
 @dataclass
 class Splits:
-    """The data sets of a run: train (Train minus validation), validation, test."""
+    """The data sets of a run: train (Train minus validation), validation, test, and
+    the translated copies of train[train_index] the readout also learns from
+    (``augmented``, a :class:`spiking.data.Copies`; None without ``data.augment``)."""
 
     root: str
     train: Any
@@ -553,6 +563,7 @@ class Splits:
     validation: Any = None
     test: Any = None
     test_index: Optional[np.ndarray] = None
+    augmented: Any = None
 
 
 def open_splits(lsm: LsmSection, root, dt: float, progress: bool = True,
@@ -583,7 +594,13 @@ def open_splits(lsm: LsmSection, root, dt: float, progress: bool = True,
             check_classes(test.labels, f"{root}/Test")
     train_index = _limit(train.labels, D.max_train, D.split_seed)
     test_index = _limit(test.labels, D.max_test, D.split_seed) if test is not None else None
-    return Splits(str(root), train, train_index, validation, test, test_index)
+    augmented = None
+    if D.augment.shift:
+        from spiking.data import Copies, translations
+        augmented = Copies([NMNIST(root, "train", val_fraction=D.val_fraction, transform=move,
+                                   **common) for move in translations(D.augment.shift)],
+                           train_index)
+    return Splits(str(root), train, train_index, validation, test, test_index, augmented)
 
 
 def _limit(labels: np.ndarray, limit: Optional[int], seed: int) -> np.ndarray:

@@ -234,7 +234,9 @@ def _train(args) -> int:
     resuming = run.prepare(fp, getattr(args, "restart", False),
                            {"config": str(args.config), "data": str(choice.path)})
     say(f"{config.name or args.config}: {machine.describe()}")
-    say(f"data: {len(splits.train_index)} train, "
+    say(f"data: {len(splits.train_index)} train"
+          + (f" (+ {len(splits.augmented)} translated copies, shifts up to "
+             f"{lsm.data.augment.shift} px)" if splits.augmented is not None else "") + ", "
           f"{len(splits.validation) if splits.validation is not None else 0} validation, "
           f"{len(splits.test_index) if splits.test is not None else 0} test samples"
           + ("; resuming from checkpoints in " + str(run.root) if resuming else "")
@@ -252,6 +254,8 @@ def _train(args) -> int:
     features = {}
     t0 = time.perf_counter()
     jobs = [("train", splits.train, splits.train_index)]
+    if splits.augmented is not None:
+        jobs.append(("augmented", splits.augmented, None))
     if splits.validation is not None:
         jobs.append(("validation", splits.validation, None))
     if splits.test is not None:
@@ -266,7 +270,10 @@ def _train(args) -> int:
     t0 = time.perf_counter()
     empty = np.zeros((0, machine.n_features), np.float32)
     val = features.get("validation")
-    fit = train_readout(machine.readout, features["train"].counts, features["train"].labels,
+    learn = features["train"]
+    if "augmented" in features:
+        learn = learn.append(features["augmented"])
+    fit = train_readout(machine.readout, learn.counts, learn.labels,
                         val.counts if val is not None else empty,
                         val.labels if val is not None else np.zeros(0, np.int64), progress)
     timing["readout_s"] = time.perf_counter() - t0

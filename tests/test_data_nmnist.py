@@ -116,6 +116,42 @@ def test_cache_needs_a_stable_transform_repr():
         NMNIST(require_data("nmnist-small"), "test", transform=lambda e: e, cache=True)
 
 
+def test_translate_moves_events_and_drops_those_that_leave_the_sensor():
+    from spiking.data import Translate, translations
+
+    events = make_events([0, 5, 33, 10], [0, 7, 20, 33], [1, 2, 3, 4], [0, 1, 1, 0])
+    moved = Translate(1, -1)(events)
+    # (0, 0) leaves at y = -1, (10, 33) stays at (11, 32), (33, 20) leaves at x = 34
+    assert moved[["x", "y", "t", "p"]].tolist() == [(6, 6, 2, 1), (11, 32, 4, 0)]
+    assert events["x"].tolist() == [0, 5, 33, 10]            # the input is not changed
+    assert repr(Translate(1, -1)) == repr(Translate(1, -1))   # a stable cache key
+    moves = [(m.dx, m.dy) for m in translations(1)]
+    assert len(moves) == len(set(moves)) == 8 and (0, 0) not in moves
+    assert len(translations(2)) == 24 and translations(0) == []
+
+
+def test_copies_are_the_translated_samples_in_position_order(tmp_path):
+    from spiking.data import Copies, Translate
+
+    root = tiny_tree(tmp_path / "tree")
+    encoder = EventEncoder(dt_us=1000, window_us=50_000, mode="counts")
+    moves = [Translate(2, 0), Translate(0, 3)]
+    sets = [NMNIST(root, "train", val_fraction=0.2, transform=m, encoder=encoder, cache=True,
+                   progress=False) for m in moves]
+    index = np.array([0, 3, 7])
+    copies = Copies(sets, index)
+    assert len(copies) == 6
+    positions = np.array([4, 0, 5, 1])                # copy 1, copy 0, copy 1, copy 0
+    x, labels = copies.batch(positions)
+    for column, position in enumerate(positions):
+        which, i = divmod(position, 3)
+        expected, label = sets[which].batch([index[i]])
+        np.testing.assert_array_equal(x[:, column], expected[:, 0])
+        assert labels[column] == label[0] == sets[0].labels[index[i]]
+    plain = NMNIST(root, "train", val_fraction=0.2, encoder=encoder)
+    assert not np.array_equal(x[:, 1], plain.batch([index[0]])[0][:, 0])   # moved
+
+
 def break_files(root):
     """Damage four Train files in four ways; returns their paths."""
     broken = {

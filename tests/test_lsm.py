@@ -141,6 +141,7 @@ def test_shipped_configs_load(name):
     ("lsm:\n  plasticity: {projections: [EX]}\n", "lsm.plasticity.projections", "unknown projection"),
     ("lsm:\n  input: {density: 1.5}\n", "lsm.input.density", "1"),
     ("lsm: {}\nreadout: {type: svm}\n", "readout.type", "softmax"),
+    ("lsm:\n  data: {augment: {shift: -1}}\n", "lsm.data.augment.shift", "0"),
     ("lsm: {}\npopulations: {E: {size: 1, model: lif}}\n", "populations", "lsm:"),
 ])
 def test_bad_lsm_files(tmp_path, text, where, message):
@@ -385,6 +386,37 @@ def test_train_writes_model_metrics_and_plots_then_evaluate(tmp_path, tiny_data,
     assert cli(["evaluate", str(out), "--data", str(tiny_data), "--split", "Train",
                 "--out", str(tmp_path / "train.json"), "--no-progress"]) == 0
     assert json.loads((tmp_path / "train.json").read_text())["samples"] == 60
+
+
+def test_augmented_readout_learns_from_translated_copies_of_train_only(tmp_path, tiny_data, capsys):
+    from spiking.data import Copies, Translate
+
+    config = write_config(tmp_path, "none", readout="ridge")
+    out = tmp_path / "run"
+    assert _train(config, tiny_data, out, "--set", "lsm.data.augment.shift=1") == 0
+    assert "+ 320 translated copies" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"]["train"] == 40 and metrics["data"]["augmented"] == 8 * 40
+    assert metrics["data"]["validation"] == 20 and metrics["data"]["test"] == 20   # never moved
+    with np.load(out / "features" / "augmented.npz") as f:
+        counts, labels = f["counts"], f["labels"]
+    with np.load(out / "features" / "train.npz") as f:
+        train_counts, train_labels = f["counts"], f["labels"]
+    # one block of 40 per move, in train order: the labels repeat, the counts do not
+    np.testing.assert_array_equal(labels, np.tile(train_labels, 8))
+    assert not np.array_equal(counts[:40], train_counts)
+    # block 0 is the first move, (-1, -1), of the same samples
+    from networks.lsm import LiquidStateMachine, open_splits
+    machine = LiquidStateMachine.from_file(config, ["lsm.data.augment.shift=1"], progress=False)
+    splits = open_splits(machine.lsm, tiny_data, machine.dt, progress=False)
+    assert isinstance(splits.augmented, Copies)
+    assert splits.augmented.datasets[0].transform == Translate(-1, -1)
+    first = machine.extract(splits.augmented, np.arange(8))
+    np.testing.assert_array_equal(first.counts, counts[:8])
+    # the readout saw the copies: its fit differs from one on train alone
+    assert _train(config, tiny_data, tmp_path / "plain") == 0
+    with np.load(out / "readout.npz") as a, np.load(tmp_path / "plain" / "readout.npz") as b:
+        assert not np.array_equal(a["weight"], b["weight"])
 
 
 def test_new_readout_reuses_features_and_other_liquid_is_refused(tmp_path, tiny_data, capsys):

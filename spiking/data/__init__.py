@@ -38,6 +38,7 @@ _EXPORTS = {
     "read_idx": "spiking.data.images",
     "inspect_dataset": "spiking.data.info",
     "NMNIST": "spiking.data.nmnist",
+    "Copies": "spiking.data.nmnist",
     "Recording": "spiking.data.nmnist",
     "list_recordings": "spiking.data.nmnist",
     "split_train_validation": "spiking.data.nmnist",
@@ -53,6 +54,8 @@ _EXPORTS = {
     "FirstSaccade": "spiking.data.transforms",
     "SelectPolarity": "spiking.data.transforms",
     "TimeWindow": "spiking.data.transforms",
+    "Translate": "spiking.data.transforms",
+    "translations": "spiking.data.transforms",
 }
 
 
@@ -66,8 +69,8 @@ __all__ = [
     "EVENT_DTYPE", "SENSOR_SIZE", "decode_events", "encode_events", "make_events",
     "read_events", "write_events",
     "render_digits", "load_images", "read_idx", "inspect_dataset",
-    "NMNIST", "Recording", "list_recordings", "split_train_validation", "cache_root",
+    "NMNIST", "Copies", "Recording", "list_recordings", "split_train_validation", "cache_root",
     "DEFAULT_PARAMS", "SaccadeParams", "SaccadeSynthesizer", "synthesize_dataset",
     "CenterCrop", "Compose", "Denoise", "Downsample", "FirstSaccade", "SelectPolarity",
-    "TimeWindow",
+    "TimeWindow", "Translate", "translations",
 ]

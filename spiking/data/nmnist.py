@@ -359,6 +359,34 @@ class NMNIST:
         self.recordings = kept
 
 
+class Copies:
+    """Samples ``index`` of each of ``datasets`` (the same split under different
+    transforms, e.g. :func:`spiking.data.transforms.translations`), one dataset after
+    the other: position ``k * len(index) + i`` is sample ``index[i]`` of ``datasets[k]``.
+    Has the ``batch``/``labels`` interface of :class:`NMNIST`."""
+
+    def __init__(self, datasets: Sequence[NMNIST], index: Sequence[int]):
+        self.datasets = list(datasets)
+        self.index = np.asarray(index, np.int64)
+        self.labels = np.concatenate([np.asarray(d.labels)[self.index] for d in self.datasets]) \
+            if self.datasets else np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.datasets) * self.index.size
+
+    def batch(self, positions: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
+        """As :meth:`NMNIST.batch`, by position in the copies."""
+        positions = np.asarray(positions, np.int64)
+        which, sample = np.divmod(positions, self.index.size)
+        parts = {k: self.datasets[k].batch(self.index[sample[which == k]])[0]
+                 for k in np.unique(which)}
+        first = next(iter(parts.values()))
+        out = np.empty((first.shape[0], positions.size, first.shape[2]), first.dtype)
+        for k, x in parts.items():
+            out[:, which == k] = x
+        return out, self.labels[positions]
+
+
 _COMPACT_EVENT = np.dtype([("x", "<u2"), ("y", "<u2"), ("p", "u1"), ("t", "<i8")])
 
 

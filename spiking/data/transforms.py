@@ -7,7 +7,7 @@ size with ``sensor_after((width, height, polarities))``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numba
 import numpy as np
@@ -105,6 +105,31 @@ class CenterCrop:
 
     def sensor_after(self, sensor: SensorSize) -> SensorSize:
         return (self.size, self.size, sensor[2])
+
+
+@dataclass(frozen=True)
+class Translate:
+    """Move every event by (``dx``, ``dy``) pixels; events that leave the sensor are
+    dropped (a data augmentation: the digit seen a little elsewhere)."""
+
+    dx: int
+    dy: int
+    sensor_size: SensorSize = SENSOR_SIZE
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        x = events["x"] + self.dx
+        y = events["y"] + self.dy
+        kept = events[(x >= 0) & (x < self.sensor_size[0]) & (y >= 0) & (y < self.sensor_size[1])]
+        kept["x"] += self.dx
+        kept["y"] += self.dy
+        return kept
+
+
+def translations(shift: int) -> List[Translate]:
+    """Every ``Translate`` with |dx|, |dy| <= ``shift`` pixels but (0, 0):
+    (2 shift + 1)^2 - 1 of them, in a fixed order."""
+    return [Translate(dx, dy) for dy in range(-shift, shift + 1)
+            for dx in range(-shift, shift + 1) if (dx, dy) != (0, 0)]
 
 
 @dataclass(frozen=True)
