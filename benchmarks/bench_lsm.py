@@ -7,6 +7,12 @@ speed of NALSM1000 feature extraction against the same liquid in norse and Brian
     python benchmarks/bench_lsm.py --sweep-scale NALSM  # the same for NALSM
     python benchmarks/bench_lsm.py --synthetic 20000    # + synthetic saccades of MNIST Train
     python benchmarks/bench_lsm.py --seeds 5            # LSM, LSM+STDP, NALSM on 5 liquids
+    python benchmarks/bench_lsm.py --seeds 5 --augment 0  # the same without moved copies
+
+The configs' readouts also learn from copies of the training recordings moved
+by one pixel (``lsm.data.augment.shift: 1``); ``--augment PX`` sets that shift
+for every model (0: none, the paper's protocol; ``--synthetic`` uses none unless
+given). Runs with copies are named '... aug PX', so both kinds coexist in ``--runs``.
 
 Accuracy: each model is trained with ``spiking train`` on the real subset
 (``$SPIKING_DATA/nmnist-small``, else ``../shared/data/nmnist-small``: 900 Train
@@ -87,13 +93,15 @@ def run_dir(runs: Path, name: str) -> Path:
 
 
 def train_model(name: str, config: str, overrides, runs: Path, data: Path, progress: bool,
-                cv: bool = True, augment: int = 0) -> dict:
-    """``spiking train`` of one model into ``runs``; with ``augment`` (pixels), its
-    readout also learns from the translated copies (``lsm.data.augment.shift``)."""
+                cv: bool = True, augment: Optional[int] = None) -> dict:
+    """``spiking train`` of one model into ``runs``. ``augment`` (pixels; None: the
+    config's ``lsm.data.augment.shift``) sets the moved copies of the training
+    recordings its readout also learns from; runs with copies are named '... aug N'."""
     from networks import lsm_cli
 
-    if augment:
-        name, overrides = f"{name} aug {augment}", list(overrides) + [f"lsm.data.augment.shift={augment}"]
+    overrides = list(overrides) + ([] if augment is None else [f"lsm.data.augment.shift={augment}"])
+    shift = augment_shift(config, overrides)
+    name = f"{name} aug {shift}" if shift else name
     out = run_dir(runs, name)
     args = argparse.Namespace(config=str(REPO / config), overrides=list(overrides), out=str(out),
                               data=str(data), backend=None, device=None, batch_size=None,
@@ -105,6 +113,20 @@ def train_model(name: str, config: str, overrides, runs: Path, data: Path, progr
     if cv:
         metrics["accuracy"]["cv_ridge"] = _cv_of_run(out)
     return metrics
+
+
+def augment_shift(config: str, overrides=()) -> int:
+    """The ``lsm.data.augment.shift`` (pixels) of a config with overrides."""
+    from networks.lsm import load_lsm_config
+
+    return load_lsm_config(REPO / config, list(overrides))[0].sections["lsm"].data.augment.shift
+
+
+def moved_copies(augment: Optional[int]) -> str:
+    """What the tables' readouts learn from besides Train, for their titles."""
+    shift = augment_shift(MODELS[-1][1]) if augment is None else augment
+    return f"readouts also learn from copies of Train moved by up to {shift} px" if shift else \
+        "no moved copies of Train"
 
 
 def raw_count_baseline(data: Path, progress: bool) -> dict:
@@ -187,9 +209,8 @@ def accuracy(args, data: Path) -> dict:
         results[f"{name}, 3 bins"] = train_model(name, config, overrides, runs, data, args.progress,
                                                  augment=args.augment)
     print("\nAccuracy on nmnist-small (readout chosen on validation; test = 100 real recordings;"
-          "\nCV = ridge readout, 10-fold cross-validation over the 900 Train recordings)"
-          + (f"\nreadouts also learn from translated copies of Train (shifts up to {args.augment} px)"
-             if args.augment else ""))
+          "\nCV = ridge readout, 10-fold cross-validation over the 900 Train recordings;"
+          f"\n{moved_copies(args.augment)}, except the raw-count baseline)")
     header = (f"{'model':<28}{'val %':>7}{'test %':>8}{'CV %':>7}{'BF test':>9}{'E Hz':>7}{'I Hz':>7}"
               f"{'samples/s':>11}")
     print(header)
@@ -252,7 +273,8 @@ def synthetic(args, data: Path) -> dict:
     results = {}
     for name, config, overrides in [m for m in MODELS if m[0] in ("LSM", "NALSM")]:
         results[name] = train_model(f"{name} synthetic {args.synthetic}", config, overrides,
-                                    Path(args.runs), mixed, args.progress, cv=False)
+                                    Path(args.runs), mixed, args.progress, cv=False,
+                                    augment=args.augment or 0)   # no moved copies of N synthetic
     print(f"\nTrained on {data.name} Train + {args.synthetic} synthetic recordings; "
           f"test = the real Test recordings")
     print(f"{'model':<10}{'val %':>7}{'test %':>8}{'BF test':>9}{'samples/s':>11}")
@@ -287,8 +309,7 @@ def seeds(args, data: Path) -> dict:
              for key in ("test", "cv")} if len(names) == len(LIQUIDS) else None
     print(f"\nLiquids of {args.seeds} seeds, counts in 3 time bins (test = 100 real recordings; CV = ridge, "
           "10-fold over the 900 Train recordings)"
-          + (f"; readouts also learn from translated copies (shifts up to {args.augment} px)"
-             if args.augment else ""))
+          + f"; {moved_copies(args.augment)}")
     print(f"{'seed':>5}" + "".join(f"{n + ' test/CV %':>22}" for n in names)
           + (f"{'order (test / CV)':>20}" if holds else ""))
     for i in range(args.seeds):
@@ -324,7 +345,8 @@ def sweep_scale(args, data: Path) -> dict:
     out = {}
     for scale in args.scales:
         m = train_model(f"{name.lower()} scale {scale:g}", config,
-                        overrides + [f"lsm.liquid.scale={scale}"] + COUNTS, runs, data, args.progress)
+                        overrides + [f"lsm.liquid.scale={scale}"] + COUNTS, runs, data, args.progress,
+                        augment=args.augment)
         out[scale] = m
     print(f"\n{name}, total counts: liquid weight scale (chosen on validation)")
     print(f"{'scale':>7}{'val %':>8}{'test %':>8}{'CV %':>7}{'BF':>8}{'E Hz':>7}")
@@ -347,10 +369,13 @@ def _liquid(batch: int, runs: Path, data: Path, progress: bool):
     from networks.lsm import LiquidStateMachine, open_splits
 
     machine = LiquidStateMachine.from_file(REPO / "configs/nalsm_nmnist.yaml",
-                                           ["lsm.features.branching=0", "lsm.init.windows=200"],
+                                           ["lsm.features.branching=0", "lsm.init.windows=200",
+                                            "lsm.data.augment.shift=0"],
                                            batch_size=batch, progress=progress)
-    for saved, origin in ((runs / "nalsm" / "liquid.npz", "the NALSM accuracy run"),
-                          (runs / "speed_liquid.npz", "a 200-window initialisation")):
+    accuracy_runs = [run_dir(runs, name) / "liquid.npz"   # its initialisation, with or without copies
+                     for name in ("NALSM", f"NALSM aug {augment_shift('configs/nalsm_nmnist.yaml')}")]
+    for saved, origin in ([(path, "the NALSM accuracy run") for path in accuracy_runs]
+                          + [(runs / "speed_liquid.npz", "a 200-window initialisation")]):
         if saved.exists():
             with np.load(saved) as f:
                 if f["weights"].size == machine.spec.connectivity.nnz:
@@ -617,9 +642,10 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", default=str(REPO / "runs" / "bench_lsm"))
     parser.add_argument("--synthetic", type=int, metavar="N",
                         help="train LSM and NALSM on Train + N synthetic saccade recordings")
-    parser.add_argument("--augment", type=int, default=0, metavar="PX",
+    parser.add_argument("--augment", type=int, metavar="PX",
                         help="readouts also learn from translated copies of the training "
-                             "recordings, shifts up to PX pixels (lsm.data.augment.shift)")
+                             "recordings, shifts up to PX pixels (lsm.data.augment.shift; "
+                             "default: the configs', 1; 0: none, the paper's protocol)")
     parser.add_argument("--seeds", type=int, metavar="N",
                         help="LSM, LSM+STDP and NALSM on the liquids of seeds 1..N (accuracy spread, model order)")
     parser.add_argument("--models", nargs="+", choices=LIQUIDS, default=list(LIQUIDS),
@@ -641,7 +667,7 @@ def main(argv=None) -> int:
         return 0
     Path(args.runs).mkdir(parents=True, exist_ok=True)
     report = {}
-    augmented = f"_aug{args.augment}" if args.augment else ""
+    augmented = "" if args.augment is None else f"_aug{args.augment}"
     if args.sweep_scale:
         report["scale_sweep" + ("" if args.sweep_scale == "LSM" else f"_{args.sweep_scale}")] = sweep_scale(args, data)
     elif args.synthetic:

@@ -36,8 +36,10 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, help="use at most this many training samples")
     parser.add_argument("--max-test", type=int)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--augment", type=int, metavar="PX",
+                        help="moved copies of the training recordings (lsm.data.augment.shift)")
     args = parser.parse_args()
-    overrides = []
+    overrides = [] if args.augment is None else [f"lsm.data.augment.shift={args.augment}"]
     if args.max_train:
         overrides.append(f"lsm.data.max_train={args.max_train}")
     if args.max_test:
@@ -50,6 +52,8 @@ def main() -> None:
         splits = open_splits(lsm.lsm, args.data, lsm.dt, progress=not args.quiet)
         weights = lsm.initialise(splits.train, splits.train_index)
         train = lsm.extract(splits.train, splits.train_index, weights, desc="train")
+        if splits.augmented is not None:   # lsm.data.augment: moved copies of train
+            train = train.append(lsm.extract(splits.augmented, None, weights, desc="moved copies"))
         val = lsm.extract(splits.validation, None, weights, desc="validation")
         test = lsm.extract(splits.test, splits.test_index, weights, desc="test")
         fit = train_readout(lsm.readout, train.counts, train.labels, val.counts, val.labels)

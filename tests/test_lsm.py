@@ -513,7 +513,8 @@ def test_nalsm1000_liquid_on_real_recordings(tmp_path):
     from networks.lsm import LiquidStateMachine, load_lsm_config, open_splits
 
     root = require_data("nmnist-small")
-    config, _ = load_lsm_config(Path(__file__).parents[1] / "configs" / "lsm_nmnist.yaml")
+    config, _ = load_lsm_config(Path(__file__).parents[1] / "configs" / "lsm_nmnist.yaml",
+                                ["lsm.data.augment.shift=0"])   # test recordings only: no copies
     machine = LiquidStateMachine(config, progress=False, batch_size=8)
     splits = open_splits(machine.lsm, root, machine.dt, progress=False)
     assert (len(splits.train), len(splits.validation), len(splits.test)) == (809, 91, 100)
