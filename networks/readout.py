@@ -110,11 +110,16 @@ class Fit:
     validation: float = float("nan")   # validation accuracy of the chosen setting (trained on train only)
 
 
-def _accuracy(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
+def _accuracy(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+              classes: int) -> List[float]:
+    """Accuracy on (x, y) of each of the candidates side by side in the columns of
+    w [d, K * classes] and b [K * classes]; NaN without samples."""
+    k = b.shape[0] // classes
     if len(y) == 0:
-        return float("nan")
+        return [float("nan")] * k
     with torch.no_grad():
-        return float(((x @ w + b).argmax(1) == y).double().mean())
+        guess = torch.addmm(b, x, w).view(-1, k, classes).argmax(2)
+        return (guess == y[:, None]).double().mean(0).tolist()
 
 
 def _one_hot(y: np.ndarray, classes: int) -> np.ndarray:
@@ -123,44 +128,62 @@ def _one_hot(y: np.ndarray, classes: int) -> np.ndarray:
     return out
 
 
-def _softmax_train(x, y, xv, yv, cfg: ReadoutSection, wd: float, epochs: int, progress, desc):
-    """Minibatch training; returns the per-epoch accuracies, (score, epoch, w, b) of the
-    epoch with the best validation accuracy (training accuracy without validation)
-    and the weights after the last epoch."""
+def _softmax_train(x, y, xv, yv, cfg: ReadoutSection, wds: Sequence[float], epochs: int, progress,
+                   desc):
+    """Minibatch training of one softmax readout per weight decay in ``wds``, side by side
+    in the columns of one weight matrix (the same minibatches; each candidate's loss,
+    gradient and optimizer state are its own, so each learns as it would alone). The
+    gradient of the mean cross-entropy plus wd * |w|^2 is written out (two matrix
+    products per step) rather than taken by autograd. Per candidate: the per-epoch
+    accuracies, (score, epoch, w, b) of the epoch with the best validation accuracy
+    (training accuracy without validation) and the weights after the last epoch."""
     generator = torch.Generator().manual_seed(cfg.seed)
     n, d = x.shape
-    w = torch.zeros(d, cfg.classes, requires_grad=True)
-    b = torch.zeros(cfg.classes, requires_grad=True)
+    k, classes = len(wds), cfg.classes
+    w = torch.zeros(d, k * classes, requires_grad=True)   # candidate i: columns i*C..(i+1)*C
+    b = torch.zeros(k * classes, requires_grad=True)
+    twice_decay = 2.0 * torch.tensor(wds, dtype=w.dtype).repeat_interleave(classes)
     if cfg.optimizer == "adadelta":
         opt = torch.optim.Adadelta([w, b], lr=cfg.lr or 1.0)
     else:
         opt = torch.optim.Adam([w, b], lr=cfg.lr or 1e-3)
-    history = {"epoch": [], "train": [], "validation": []}
-    best = (-1.0, 0, w.detach().clone(), b.detach().clone())
+
+    def columns(i):
+        return (w[:, i * classes:(i + 1) * classes].detach().clone(),
+                b[i * classes:(i + 1) * classes].detach().clone())
+
+    history = [{"epoch": [], "train": [], "validation": []} for _ in wds]
+    best = [(-1.0, 0, *columns(i)) for i in range(k)]
     bar = _bar(epochs, progress, desc)
+    every = torch.arange(k)
     for epoch in range(1, epochs + 1):
         order = torch.randperm(n, generator=generator)
-        for start in range(0, n, cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(x[idx] @ w + b, y[idx])
-            if wd:
-                loss = loss + wd * (w * w).sum()
-            loss.backward()
-            opt.step()
-        acc_t, acc_v = _accuracy(w, b, x, y), _accuracy(w, b, xv, yv)
-        history["epoch"].append(epoch)
-        history["train"].append(acc_t)
-        history["validation"].append(acc_v)
-        score = acc_v if len(yv) else acc_t
-        if score > best[0]:
-            best = (score, epoch, w.detach().clone(), b.detach().clone())
+        with torch.no_grad():
+            for start in range(0, n, cfg.batch_size):
+                idx = order[start:start + cfg.batch_size]
+                xb = x[idx]
+                # d(mean cross-entropy)/d(logits) = (softmax - one-hot) / batch
+                grad = torch.softmax(torch.addmm(b, xb, w).view(-1, k, classes), dim=2)
+                grad[torch.arange(idx.numel())[:, None], every, y[idx][:, None]] -= 1.0
+                grad = grad.view(-1, k * classes) / idx.numel()
+                w.grad = torch.addmm(w * twice_decay, xb.T, grad)
+                b.grad = grad.sum(0)
+                opt.step()
+        acc_t = _accuracy(w, b, x, y, classes)
+        acc_v = _accuracy(w, b, xv, yv, classes)
+        for i in range(k):
+            history[i]["epoch"].append(epoch)
+            history[i]["train"].append(acc_t[i])
+            history[i]["validation"].append(acc_v[i])
+            score = acc_v[i] if len(yv) else acc_t[i]
+            if score > best[i][0]:
+                best[i] = (score, epoch, *columns(i))
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(train=f"{acc_t:.3f}", val=f"{acc_v:.3f}")
+            bar.set_postfix(train=f"{max(acc_t):.3f}", val=f"{max(acc_v):.3f}")
     if bar is not None:
         bar.close()
-    return history, best, (w.detach().clone(), b.detach().clone())
+    return history, best, [columns(i) for i in range(k)]
 
 
 def _bar(total, progress, desc):
@@ -228,10 +251,10 @@ def _train_readout(cfg, x_train, y_train, x_val, y_val, progress) -> Fit:
         vx, vy = torch.from_numpy(xv), torch.from_numpy(y_val)
         best = None
         curves = {}
-        candidates = cfg.weight_decay if has_val else cfg.weight_decay[:1]
-        for wd in candidates:
-            history, (score, epoch, w, b), _ = _softmax_train(
-                tx, ty, vx, vy, cfg, wd, cfg.epochs, progress, f"readout wd={wd:g}")
+        candidates = list(cfg.weight_decay if has_val else cfg.weight_decay[:1])
+        histories, bests, _ = _softmax_train(tx, ty, vx, vy, cfg, candidates, cfg.epochs, progress,
+                                             "readout wd=" + ",".join(f"{wd:g}" for wd in candidates))
+        for wd, history, (score, epoch, w, b) in zip(candidates, histories, bests):
             selection.append({"weight_decay": wd, "epoch": epoch, "validation": score if has_val else float("nan"),
                               "train": history["train"][epoch - 1]})
             curves[wd] = history
@@ -246,8 +269,8 @@ def _train_readout(cfg, x_train, y_train, x_val, y_val, progress) -> Fit:
             ay = torch.from_numpy(np.concatenate([y_train, y_val]))
             empty_x, empty_y = torch.zeros((0, ax.shape[1])), torch.zeros(0, dtype=torch.int64)
             # the chosen number of epochs on train + validation; the weights after the last
-            _, _, (w, b) = _softmax_train(ax, ay, empty_x, empty_y, cfg, wd, epoch, progress,
-                                          "readout refit")
+            (w, b), = _softmax_train(ax, ay, empty_x, empty_y, cfg, [wd], epoch, progress,
+                                     "readout refit")[2]
         readout = Readout("softmax", norm, w.numpy().astype(np.float32), b.numpy().astype(np.float32),
                           chosen)
         return Fit(readout, history, selection, chosen, score if has_val else float("nan"))

@@ -297,6 +297,43 @@ def test_readouts_learn_and_select_on_validation(kind):
     np.testing.assert_array_equal(fit.readout.weight, again.readout.weight)
 
 
+def test_softmax_candidates_side_by_side_learn_as_each_alone_and_as_autograd():
+    """The written-out gradient of the side-by-side softmax training against torch's
+    autograd of cross-entropy + wd |w|^2, one candidate at a time, same minibatches."""
+    import torch
+
+    from networks.readout import ReadoutSection, _softmax_train
+
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(4), 25)
+    x = torch.from_numpy((rng.normal(0, 1, (100, 12)) + y[:, None] * 0.5).astype(np.float32))
+    y = torch.from_numpy(y)
+    none = torch.zeros((0, 12)), torch.zeros(0, dtype=torch.int64)
+    cfg = ReadoutSection(type="softmax", classes=4, batch_size=16)
+    both = _softmax_train(x, y, *none, cfg, [0.0, 0.05], 6, False, "")
+    for i, wd in enumerate([0.0, 0.05]):
+        alone = _softmax_train(x, y, *none, cfg, [wd], 6, False, "")
+        assert alone[0][0]["train"] == both[0][i]["train"]     # the same accuracy curve
+        for a, b in zip(alone[2][0], both[2][i]):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+        # autograd reference: the loss written the usual way, the same optimizer and order
+        w = torch.zeros(12, 4, requires_grad=True)
+        b = torch.zeros(4, requires_grad=True)
+        opt = torch.optim.Adadelta([w, b], lr=1.0)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        for _ in range(6):
+            order = torch.randperm(100, generator=generator)
+            for start in range(0, 100, 16):
+                idx = order[start:start + 16]
+                opt.zero_grad()
+                loss = torch.nn.functional.cross_entropy(x[idx] @ w + b, y[idx]) + wd * (w * w).sum()
+                loss.backward()
+                opt.step()
+        np.testing.assert_allclose(both[2][i][0], w.detach(), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(both[2][i][1], b.detach(), rtol=1e-4, atol=1e-6)
+        assert np.abs(w.detach().numpy()).max() > 0.01                # it learned something
+
+
 # ----------------------------------------------------------------------------- commands
 def _train(config, data, out, *extra):
     return cli(["train", str(config), "--data", str(data), "--out", str(out), "--no-progress", *extra])
