@@ -95,13 +95,8 @@ class CenterCrop:
         return ((self.sensor_size[0] - self.size) // 2, (self.sensor_size[1] - self.size) // 2)
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
-        x0, y0 = self.offset
-        x = events["x"] - x0
-        y = events["y"] - y0
-        kept = events[(x >= 0) & (x < self.size) & (y >= 0) & (y < self.size)]
-        kept["x"] -= x0
-        kept["y"] -= y0
-        return kept
+        x0, y0 = self.offset   # the window's corner moves to (0, 0); the rest falls off
+        return Translate(-x0, -y0, self.sensor_after(self.sensor_size))(events)
 
     def sensor_after(self, sensor: SensorSize) -> SensorSize:
         return (self.size, self.size, sensor[2])
@@ -109,8 +104,9 @@ class CenterCrop:
 
 @dataclass(frozen=True)
 class Translate:
-    """Move every event by (``dx``, ``dy``) pixels; events that leave the sensor are
-    dropped (a data augmentation: the digit seen a little elsewhere)."""
+    """Move every event by (``dx``, ``dy``) pixels; events that leave the sensor (of
+    ``sensor_size`` after the move) are dropped. A data augmentation (the digit seen a
+    little elsewhere), and the step of :class:`CenterCrop`."""
 
     dx: int
     dy: int
