@@ -132,6 +132,8 @@ def test_shipped_configs_load(name):
         name, "astrocyte")
     assert config.populations["E"].size + config.populations["I"].size == \
         (8000 if "8000" in name else 1000)
+    if lsm.plasticity.rule == "astrocyte":   # NALSM's astrocyte weight for its liquid size
+        assert lsm.plasticity.astrocyte.weight == (0.0075 if "8000" in name else 0.015)
 
 
 @pytest.mark.parametrize("text, where, message", [
