@@ -863,34 +863,28 @@ class LiquidStateMachine:
 
         bins = self.lsm.features.bins
         net.reset(weights=plastic)
-        edges = np.linspace(0, self.steps, bins + 1).round().astype(int)
-        counts, records = [], []
-        for k in range(bins):
-            res = net.run((edges[k + 1] - edges[k]) * self.dt,
-                          inputs={INPUT: x[edges[k]:edges[k + 1]]}, progress=False)
-            counts.append(np.concatenate([res.counts(p) for p in self.populations], axis=1))
-            records.append(res)
+        res = net.run(self.steps * self.dt, inputs={INPUT: x}, progress=False, count_bins=bins)
+        binned = [res.counts(p, binned=True) for p in self.populations]   # [B, bins, n] each
+        features = np.concatenate([c for k in range(bins) for c in (b[:, k] for b in binned)], axis=1)
         B = x.shape[1]
-        features = np.concatenate(counts, axis=1)
         spikes = np.zeros((B, 2), np.int64)
         for p in self.populations:
-            spikes[:, LIQUID.index(p)] = sum(r.counts(p).sum(1) for r in records)
+            spikes[:, LIQUID.index(p)] = res.counts(p).sum(1)
         branching = np.full(B, np.nan)
-        if records[0].spikes:
-            inst, step, neuron = self._liquid_spikes(records)
+        if res.spikes:
+            inst, step, neuron = self._liquid_spikes(res)
             branching = branching_factor(inst, step, neuron, pre, post, self.n_liquid, self.steps,
                                          n_instances=B, per_instance=True)
         return np.minimum(features, 65535).astype(np.uint16), branching, spikes
 
-    def _liquid_spikes(self, records):
+    def _liquid_spikes(self, res):
         inst, step, neuron = [], [], []
         offset = 0
         for p in self.populations:
-            for r in records:
-                s = r.spikes[p]
-                inst.append(s["instance"])
-                step.append(np.rint(s["t"] / self.dt).astype(np.int64))
-                neuron.append(s["i"].astype(np.int64) + offset)
+            s = res.spikes[p]
+            inst.append(s["instance"])
+            step.append(np.rint(s["t"] / self.dt).astype(np.int64))
+            neuron.append(s["i"].astype(np.int64) + offset)
             offset += self.config.populations[p].size
         return np.concatenate(inst), np.concatenate(step), np.concatenate(neuron)
 

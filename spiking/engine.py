@@ -35,6 +35,12 @@ def make_backend(spec: NetworkSpec, backend: Optional[str] = None, instances: Op
     raise SimulationError(f"unknown backend {name!r}; backends: numba, torch")
 
 
+def count_bin_edges(n_steps: int, bins: int) -> np.ndarray:
+    """Steps at which the time bins of ``run(count_bins=bins)`` start, and the run's
+    end: round(n_steps * k / bins), k = 0..bins (int64 [bins + 1])."""
+    return np.linspace(0, n_steps, bins + 1).round().astype(np.int64)
+
+
 @dataclass
 class RunResult:
     """What a run recorded. Times in ms, rates in Hz."""
@@ -47,6 +53,7 @@ class RunResult:
     pop_counts: np.ndarray            # int32 [T, B, P]
     states: Dict[str, Dict[str, np.ndarray]]   # pop -> {"t": [S], var: [S, B, n]}
     spike_counts: np.ndarray          # int64 [B, N] per neuron over this run
+    binned_counts: Optional[np.ndarray] = None   # int64 [B, bins, N] (run(count_bins=...))
     timing: Dict[str, float] = field(default_factory=dict)
     weights: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)  # weight monitors
 
@@ -54,9 +61,15 @@ class RunResult:
     def duration_ms(self) -> float:
         return self.n_steps * self.spec.dt
 
-    def counts(self, population: str) -> np.ndarray:
-        """[B, n] spikes per neuron of one population during this run."""
-        return self.spike_counts[:, self.spec.population(population).slice]
+    def counts(self, population: str, binned: bool = False) -> np.ndarray:
+        """[B, n] spikes per neuron of one population during this run; with
+        ``binned``, [B, bins, n] per time bin of ``run(count_bins=bins)``
+        (:func:`count_bin_edges`)."""
+        where = self.spec.population(population).slice
+        if binned:
+            counts = self.spike_counts[:, None] if self.binned_counts is None else self.binned_counts
+            return counts[:, :, where]
+        return self.spike_counts[:, where]
 
     def rate(self, population: str, bin_ms: Optional[float] = None) -> np.ndarray:
         """Population rate per neuron [B, n_bins] in Hz."""
@@ -125,7 +138,8 @@ class Simulator:
 
     def run(self, n_steps: Optional[int] = None, inputs: Optional[Mapping[str, np.ndarray]] = None,
             progress: Optional[bool] = None,
-            signals: Optional[Mapping[str, np.ndarray]] = None) -> RunResult:
+            signals: Optional[Mapping[str, np.ndarray]] = None,
+            count_bins: int = 1) -> RunResult:
         """Advance ``n_steps`` (default: the spec's duration).
 
         inputs: event_source name -> counts [T, n] or [T, B, n]; signals:
@@ -136,14 +150,22 @@ class Simulator:
         silent afterwards, a signal keeps its last value. (Event data given in
         the file and spike arrays are timed from the last reset.)
         Shows a tqdm bar when ``progress`` is True, or (None) when the run is
-        expected to take longer than a few seconds.
+        expected to take longer than a few seconds. ``count_bins`` > 1 also counts
+        each neuron's spikes in that many time bins of the run
+        (``RunResult.counts(pop, binned=True)``; edges: :func:`count_bin_edges`),
+        in the same pass, rather than one run per bin.
         """
         n_steps = self.spec.n_steps if n_steps is None else int(n_steps)
+        if isinstance(count_bins, bool) or not isinstance(count_bins, (int, np.integer)) \
+                or count_bins < 1:
+            raise SimulationError(f"count_bins must be a positive integer, got {count_bins!r}")
+        bin_of_step = np.repeat(np.arange(count_bins),
+                                np.diff(count_bin_edges(n_steps, int(count_bins))))
         inputs = self._check_inputs(inputs or {})
         signals = self._check_signals(signals or {}, n_steps)
         backend = self.backend
         t_start = backend.t
-        counts_before = backend.get_spike_counts()
+        backend.begin_counts(int(count_bins))
         records: List[ChunkRecord] = []
         bar = None
         began = time.perf_counter()
@@ -156,7 +178,8 @@ class Simulator:
             if sampler is not None:
                 chunk = sampler.limit(chunk)
             rec = backend.advance(chunk, self._external(backend.t, chunk, inputs, t_start),
-                                  self._signals(backend.t - t_start, chunk, signals))
+                                  self._signals(backend.t - t_start, chunk, signals),
+                                  bin_of_step[done:done + chunk])
             self._check_error(rec, backend.t - chunk)
             records.append(rec)
             done += chunk
@@ -173,7 +196,10 @@ class Simulator:
         if bar is not None:
             bar.close()
         run_s = time.perf_counter() - began
-        result = self._collect(records, t_start, n_steps, backend.get_spike_counts() - counts_before)
+        binned = backend.end_counts()
+        result = self._collect(records, t_start, n_steps, binned.sum(1))
+        if count_bins > 1:
+            result.binned_counts = binned
         result.timing["run_s"] = run_s
         if sampler is not None:
             result.weights = sampler.result()

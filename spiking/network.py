@@ -38,18 +38,22 @@ class Network:
     def run(self, duration: Union[float, str, None] = None,
             inputs: Optional[Mapping[str, np.ndarray]] = None,
             progress: Optional[bool] = None,
-            signals: Optional[Mapping[str, np.ndarray]] = None) -> RunResult:
+            signals: Optional[Mapping[str, np.ndarray]] = None,
+            count_bins: int = 1) -> RunResult:
         """Run for ``duration`` (ms, or a string with a unit such as "10 s";
         default: the file's ``duration``). Time continues from the last run.
         ``inputs`` feed event sources, ``signals`` signal/error modulators;
-        both are indexed from the start of this run (row 0 = its first step)."""
+        both are indexed from the start of this run (row 0 = its first step).
+        ``count_bins``: spike counts per neuron in that many time bins as well
+        (``result.counts(pop, binned=True)``)."""
         self.build()
         if duration is None:
             steps = self.spec.n_steps
         else:
             from spiking.config.units import parse_quantity
             steps = int(round(parse_quantity(duration, "time") / self.spec.dt))
-        result = self.sim.run(steps, inputs=inputs, progress=progress, signals=signals)
+        result = self.sim.run(steps, inputs=inputs, progress=progress, signals=signals,
+                              count_bins=count_bins)
         result.timing["build_s"] = self.timing.get("build_s", 0.0)
         return result
 

@@ -155,6 +155,35 @@ monitors:
     np.testing.assert_allclose(net.get_state("n", "v")[0], [0, 2, 2])
 
 
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_binned_counts_equal_one_run_per_bin(tmp_path, backend):
+    """run(count_bins=k) counts each neuron's spikes in k time bins of one run
+    (edges round(n * i / k)); they equal k runs over the bins' steps, and they sum
+    to the run's counts, which keep adding up since the reset."""
+    from netfiles import LIF_NET
+    from spiking.engine import count_bin_edges
+
+    path = write(tmp_path, LIF_NET)
+    net = spiking.load(str(path), backend=backend, instances=2, device="cpu")
+    res = net.run("100 ms", progress=False, count_bins=3)
+    binned = res.counts("E", binned=True)
+    assert binned.shape == (2, 3, res.counts("E").shape[1]) and binned.sum() > 100
+    np.testing.assert_array_equal(binned.sum(axis=1), res.counts("E"))
+    np.testing.assert_array_equal(count_bin_edges(100, 3), [0, 33, 67, 100])
+    edges = count_bin_edges(res.n_steps, 3)
+    again = spiking.load(str(path), backend=backend, instances=2, device="cpu")
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        part = again.run((hi - lo) * net.spec.dt, progress=False)
+        np.testing.assert_array_equal(part.counts("E"), binned[:, k], err_msg=f"bin {k}")
+        np.testing.assert_array_equal(part.counts("drive"), res.counts("drive", binned=True)[:, k])
+    np.testing.assert_array_equal(net.backend.get_spike_counts(), again.backend.get_spike_counts())
+    assert res.counts("E", binned=False).ndim == 2
+    assert net.run("5 ms", progress=False).counts("I", binned=True).shape[1] == 1   # no bins: one
+    for bad in (0, -1, 1.5, True, "3"):
+        with pytest.raises(SimulationError, match="count_bins"):
+            net.run("5 ms", progress=False, count_bins=bad)
+
+
 @pytest.mark.parametrize("network", ["izhikevich", "lif"])
 def test_reset_draws_fresh_noise_reproducibly(tmp_path, network):
     """Each reset starts a new noise epoch: noise currents (Izhikevich) and

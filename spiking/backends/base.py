@@ -121,7 +121,8 @@ class ArrayBackend:
     def to_numpy(self, x) -> np.ndarray:
         raise NotImplementedError
 
-    def _run_chunk(self, t0: int, n_steps: int, ext, signals, rec: ChunkRecord) -> None:
+    def _run_chunk(self, t0: int, n_steps: int, ext, signals, count_bin: np.ndarray,
+                   rec: ChunkRecord) -> None:
         raise NotImplementedError
 
     # -- layout ---------------------------------------------------------------------------
@@ -228,6 +229,7 @@ class ArrayBackend:
         self.ring = self._cleared(getattr(self, "ring", None), (self.depth, B, 3 * self.spec.n_total),
                                   np.float64)
         self.spike_counts = self._zeros((B, self.spec.n_total), np.int64)
+        self.begin_counts(1)
         self.t = 0
         if weights:
             if self.learns and getattr(self, "_weight", None) is not None:
@@ -287,12 +289,30 @@ class ArrayBackend:
             error=self._array(np.full((B, 2), -1, dtype=np.int64)),
         )
 
-    def advance(self, n_steps: int, ext: np.ndarray, signals: np.ndarray) -> ChunkRecord:
+    def begin_counts(self, bins: int) -> None:
+        """Start counting spikes per neuron for a run, in ``bins`` time bins:
+        ``run_counts`` int64 [B, bins, N], zeroed."""
+        self.run_counts = self._cleared(getattr(self, "run_counts", None),
+                                        (self.instances, bins, self.spec.n_total), np.int64)
+
+    def end_counts(self) -> np.ndarray:
+        """The run's counts per bin (int64 [B, bins, N], on the host), added to the
+        counts since the last reset."""
+        self.spike_counts += self.run_counts.sum(1)
+        return np.array(self.to_numpy(self.run_counts))
+
+    def advance(self, n_steps: int, ext: np.ndarray, signals: np.ndarray,
+                count_bin: Optional[np.ndarray] = None) -> ChunkRecord:
         """Run ``n_steps`` from the current step with external input ``ext``
         (uint8 [n_steps, Bx, n_ext]) and modulator signals (float32
-        [n_steps, Bs, n_signal_cols]); returns the chunk's record on the host."""
+        [n_steps, Bs, n_signal_cols]); each step's spikes go to its bin of
+        ``run_counts`` (``count_bin``, int64 [n_steps]; default bin 0). Returns
+        the chunk's record on the host."""
         rec = self.new_record(n_steps)
-        self._run_chunk(self.t, n_steps, self._array(ext), self._array(signals), rec)
+        if count_bin is None:
+            count_bin = np.zeros(n_steps, np.int64)
+        self._run_chunk(self.t, n_steps, self._array(ext), self._array(signals),
+                        np.ascontiguousarray(count_bin, np.int64), rec)
         self.t += n_steps
         return ChunkRecord(*(self.to_numpy(x) for x in (
             rec.spike_t, rec.spike_i, rec.spike_n, rec.pop_counts, rec.state, rec.error)))
@@ -439,5 +459,5 @@ class ArrayBackend:
         return {name: int(clips[k]) for k, name in enumerate(plastic)}
 
     def get_spike_counts(self) -> np.ndarray:
-        """[B, N] spikes per neuron since the last reset."""
+        """[B, N] spikes per neuron since the last reset (up to the last ended run)."""
         return np.array(self.to_numpy(self.spike_counts))

@@ -119,7 +119,7 @@ def _amplitudes(b, rule_f, rule_i, mod_state, mod_i, lr, amp):
 def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
               state, coef, src, stream_keys, ext, ring, indptr, target, delay, row_delay,
               row_weight, weight, initial_weight, restore,
-              record_flag, rec_t, rec_i, rec_n, spike_counts, pop_counts,
+              record_flag, rec_t, rec_i, rec_n, run_counts, count_bin, pop_counts,
               mon_neuron, mon_row, mon_every, mon_out, error, scratch_idx, scratch_cnt,
               learn, rule_f, rule_i, run_rule, row_run, run_lo, csc_ptr, csc_syn, csc_pre,
               csc_rule, plastic_syn, plastic_pre, plastic_post, traces, trace_decay, trace_i,
@@ -131,6 +131,7 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
     """Advance instance b by ``n_steps`` steps starting at step ``t0``.
 
     error[b] = (step, population) of the first NaN/Inf, else (-1, -1).
+    Spikes of step t0 + tt are counted in ``run_counts[b, count_bin[tt]]``.
     With ``restore``, the instance's weights start from ``initial_weight``.
     With ``learn``, plasticity and modulators run too (see spiking.plasticity);
     deferred STDP rules settle every ``defer_span`` steps (0: no deferred rule), and
@@ -208,10 +209,11 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
         # propagate: each spike walks its CSR row into the ring buffer (a row
         # on a resistive array is read through it); plastic synapses of the
         # row then see the presynaptic spike (deferred rules in the same pass)
+        counts_now = run_counts[b, count_bin[tt]]
         for s in range(n_spikes):
             j = spikes[s]
             c = counts[s]
-            spike_counts[b, j] += c
+            counts_now[j] += c
             if record_flag[j]:
                 n = rec_n[b]
                 rec_t[b, n] = t
@@ -355,7 +357,7 @@ class NumbaBackend(ArrayBackend):
         self._snap = self._cleared(getattr(self, "_snap", None), shape, np.float64, zero=False)
         return self._snap
 
-    def _run_chunk(self, t0, n_steps, ext, signals, rec):
+    def _run_chunk(self, t0, n_steps, ext, signals, count_bin, rec):
         L, P = self.layout, self.learning
         work = n_steps * self.instances * (self.spec.n_total + self.spec.connectivity.nnz // 10)
         parallel = self.instances > 1 and work > PARALLEL_WORK
@@ -363,7 +365,7 @@ class NumbaBackend(ArrayBackend):
                 self.pop_mode, self.state, self.coef, self.src, self.stream_keys, ext, self.ring,
                 self.indptr, self.target, self.delay, self.row_delay, self._row_weights(),
                 self._weight, self.initial_weight, self._restore,   # pending changes stay so
-                self.record_flag, rec.spike_t, rec.spike_i, rec.spike_n, self.spike_counts,
+                self.record_flag, rec.spike_t, rec.spike_i, rec.spike_n, self.run_counts, count_bin,
                 rec.pop_counts, self.mon_neuron, self.mon_row, self.mon_every, rec.state,
                 rec.error, self.scratch_idx, self.scratch_cnt,
                 self.learns, L.rule_f, L.rule_i, L.run_rule, L.row_run, L.run_lo, L.csc_ptr,

@@ -342,7 +342,7 @@ class TorchBackend(ArrayBackend):
             self.learner = TorchLearner(self)
 
     # -- one chunk --------------------------------------------------------------------------
-    def _run_chunk(self, t0, n_steps, ext, signals, rec: ChunkRecord) -> None:
+    def _run_chunk(self, t0, n_steps, ext, signals, count_bin, rec: ChunkRecord) -> None:
         B, n, depth = self.instances, self.spec.n_total, self.depth
         learner = self.learner if self.learns else None
         recorded = []
@@ -384,7 +384,7 @@ class TorchBackend(ArrayBackend):
             self._propagate(counts, slot, learner, multiple, inputs)
             if learner is not None:
                 learner.after_propagation(counts)
-            self.spike_counts += counts
+            self.run_counts[:, int(count_bin[tt])] += counts
             if self.n_recorded:
                 hits = torch.nonzero(counts * self.record_flag, as_tuple=False)
                 if hits.numel():
