@@ -8,7 +8,8 @@
 
 Model selection (the epoch and weight decay of ``softmax``, the penalty of
 ``ridge`` and ``logistic``) uses a validation split carved out of Train and
-never the test set. With ``refit``, the chosen setting is then trained again
+never the test set: the highest validation accuracy, and for ``softmax`` among
+equal accuracies the lowest validation cross-entropy. With ``refit``, the chosen setting is then trained again
 on train + validation. Everything is seeded, so the same features give the
 same readout.
 """
@@ -110,16 +111,19 @@ class Fit:
     validation: float = float("nan")   # validation accuracy of the chosen setting (trained on train only)
 
 
-def _accuracy(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-              classes: int) -> List[float]:
-    """Accuracy on (x, y) of each of the candidates side by side in the columns of
-    w [d, K * classes] and b [K * classes]; NaN without samples."""
+def _scores(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+            classes: int):
+    """(accuracy, mean cross-entropy) on (x, y) of each of the candidates side by side in
+    the columns of w [d, K * classes] and b [K * classes]; NaN without samples."""
     k = b.shape[0] // classes
     if len(y) == 0:
-        return [float("nan")] * k
+        return [float("nan")] * k, [float("nan")] * k
     with torch.no_grad():
-        guess = torch.addmm(b, x, w).view(-1, k, classes).argmax(2)
-        return (guess == y[:, None]).double().mean(0).tolist()
+        logits = torch.addmm(b, x, w).view(-1, k, classes)
+        right = (logits.argmax(2) == y[:, None]).double().mean(0)
+        picked = y[:, None, None].expand(-1, k, 1)
+        loss = (torch.logsumexp(logits, 2) - logits.gather(2, picked)[:, :, 0]).double().mean(0)
+        return right.tolist(), loss.tolist()
 
 
 def _one_hot(y: np.ndarray, classes: int) -> np.ndarray:
@@ -135,8 +139,12 @@ def _softmax_train(x, y, xv, yv, cfg: ReadoutSection, wds: Sequence[float], epoc
     gradient and optimizer state are its own, so each learns as it would alone). The
     gradient of the mean cross-entropy plus wd * |w|^2 is written out (two matrix
     products per step) rather than taken by autograd. Per candidate: the per-epoch
-    accuracies, (score, epoch, w, b) of the epoch with the best validation accuracy
-    (training accuracy without validation) and the weights after the last epoch."""
+    accuracies (and validation loss), (score, loss, epoch, w, b) of the best epoch and
+    the weights after the last epoch. The best epoch has the highest validation accuracy
+    and, among the epochs that share it, the lowest validation cross-entropy (accuracy
+    on a small validation set ties over many epochs; the earliest of them is often an
+    early spike that the refit on train + validation then repeats); training accuracy
+    and loss without validation."""
     generator = torch.Generator().manual_seed(cfg.seed)
     n, d = x.shape
     k, classes = len(wds), cfg.classes
@@ -152,8 +160,8 @@ def _softmax_train(x, y, xv, yv, cfg: ReadoutSection, wds: Sequence[float], epoc
         return (w[:, i * classes:(i + 1) * classes].detach().clone(),
                 b[i * classes:(i + 1) * classes].detach().clone())
 
-    history = [{"epoch": [], "train": [], "validation": []} for _ in wds]
-    best = [(-1.0, 0, *columns(i)) for i in range(k)]
+    history = [{"epoch": [], "train": [], "validation": [], "validation_loss": []} for _ in wds]
+    best = [(-1.0, float("inf"), 0, *columns(i)) for i in range(k)]
     bar = _bar(epochs, progress, desc)
     every = torch.arange(k)
     for epoch in range(1, epochs + 1):
@@ -169,15 +177,16 @@ def _softmax_train(x, y, xv, yv, cfg: ReadoutSection, wds: Sequence[float], epoc
                 w.grad = torch.addmm(w * twice_decay, xb.T, grad)
                 b.grad = grad.sum(0)
                 opt.step()
-        acc_t = _accuracy(w, b, x, y, classes)
-        acc_v = _accuracy(w, b, xv, yv, classes)
+        acc_t, loss_t = _scores(w, b, x, y, classes)
+        acc_v, loss_v = _scores(w, b, xv, yv, classes)
         for i in range(k):
             history[i]["epoch"].append(epoch)
             history[i]["train"].append(acc_t[i])
             history[i]["validation"].append(acc_v[i])
-            score = acc_v[i] if len(yv) else acc_t[i]
-            if score > best[i][0]:
-                best[i] = (score, epoch, *columns(i))
+            history[i]["validation_loss"].append(loss_v[i])
+            score, loss = (acc_v[i], loss_v[i]) if len(yv) else (acc_t[i], loss_t[i])
+            if (score, -loss) > (best[i][0], -best[i][1]):
+                best[i] = (score, loss, epoch, *columns(i))
         if bar is not None:
             bar.update(1)
             bar.set_postfix(train=f"{max(acc_t):.3f}", val=f"{max(acc_v):.3f}")
@@ -254,13 +263,15 @@ def _train_readout(cfg, x_train, y_train, x_val, y_val, progress) -> Fit:
         candidates = list(cfg.weight_decay if has_val else cfg.weight_decay[:1])
         histories, bests, _ = _softmax_train(tx, ty, vx, vy, cfg, candidates, cfg.epochs, progress,
                                              "readout wd=" + ",".join(f"{wd:g}" for wd in candidates))
-        for wd, history, (score, epoch, w, b) in zip(candidates, histories, bests):
-            selection.append({"weight_decay": wd, "epoch": epoch, "validation": score if has_val else float("nan"),
+        for wd, history, (score, loss, epoch, w, b) in zip(candidates, histories, bests):
+            selection.append({"weight_decay": wd, "epoch": epoch,
+                              "validation": score if has_val else float("nan"),
+                              "validation_loss": loss if has_val else float("nan"),
                               "train": history["train"][epoch - 1]})
             curves[wd] = history
-            if best is None or score > best[0]:
-                best = (score, wd, epoch, w, b)
-        score, wd, epoch, w, b = best
+            if best is None or (score, -loss) > (best[0], -best[1]):
+                best = (score, loss, wd, epoch, w, b)
+        score, _, wd, epoch, w, b = best
         chosen = {"weight_decay": wd, "epochs": epoch}
         history = dict(curves[wd])
         if cfg.refit and has_val:

@@ -299,6 +299,36 @@ def test_readouts_learn_and_select_on_validation(kind):
     np.testing.assert_array_equal(fit.readout.weight, again.readout.weight)
 
 
+def test_softmax_selection_breaks_accuracy_ties_by_validation_loss():
+    """Separable classes: validation accuracy reaches 100 % early and stays there, so
+    the chosen epoch is the one of least validation cross-entropy among those epochs
+    (not the first of them), and the candidate chosen across weight decays likewise."""
+    import torch
+
+    from networks.readout import ReadoutSection, _scores, train_readout
+
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(3), 40)
+    x = rng.normal(0, 1, (120, 6)) + 6 * np.eye(3, 6)[y]
+    cfg = ReadoutSection(type="softmax", classes=3, epochs=30, weight_decay=[0.0, 1e-2])
+    fit = train_readout(cfg, x[::2], y[::2], x[1::2], y[1::2])
+    acc, losses = np.array(fit.history["validation"]), np.array(fit.history["validation_loss"])
+    tied = np.flatnonzero(acc == acc.max())            # (history: the chosen candidate's)
+    assert tied.size > 1, "the test needs tied epochs"
+    assert fit.chosen["epochs"] == tied[np.argmin(losses[tied])] + 1 > tied[0] + 1
+    best = max(fit.selection, key=lambda p: (p["validation"], -p["validation_loss"]))
+    assert fit.chosen == {"weight_decay": best["weight_decay"], "epochs": best["epoch"]}
+    # the loss is the mean cross-entropy of each candidate side by side
+    w = torch.from_numpy(rng.normal(0, 1, (6, 6)).astype(np.float32))
+    b = torch.zeros(6)
+    xs, ys = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y)
+    acc, loss = _scores(w, b, xs, ys, 3)
+    for i in range(2):
+        logits = xs @ w[:, 3 * i:3 * i + 3]
+        assert loss[i] == pytest.approx(torch.nn.functional.cross_entropy(logits, ys).item(), rel=1e-5)
+        assert acc[i] == pytest.approx((logits.argmax(1) == ys).double().mean().item())
+
+
 def test_softmax_candidates_side_by_side_learn_as_each_alone_and_as_autograd():
     """The written-out gradient of the side-by-side softmax training against torch's
     autograd of cross-entropy + wd |w|^2, one candidate at a time, same minibatches."""

@@ -302,15 +302,13 @@ class ArrayBackend:
         return np.array(self.to_numpy(self.run_counts))
 
     def advance(self, n_steps: int, ext: np.ndarray, signals: np.ndarray,
-                count_bin: Optional[np.ndarray] = None) -> ChunkRecord:
+                count_bin: np.ndarray) -> ChunkRecord:
         """Run ``n_steps`` from the current step with external input ``ext``
         (uint8 [n_steps, Bx, n_ext]) and modulator signals (float32
         [n_steps, Bs, n_signal_cols]); each step's spikes go to its bin of
-        ``run_counts`` (``count_bin``, int64 [n_steps]; default bin 0). Returns
-        the chunk's record on the host."""
+        ``run_counts`` (``count_bin``, int [n_steps]). Returns the chunk's
+        record on the host."""
         rec = self.new_record(n_steps)
-        if count_bin is None:
-            count_bin = np.zeros(n_steps, np.int64)
         self._run_chunk(self.t, n_steps, self._array(ext), self._array(signals),
                         np.ascontiguousarray(count_bin, np.int64), rec)
         self.t += n_steps
