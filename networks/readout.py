@@ -9,8 +9,8 @@
 Model selection (the epoch and weight decay of ``softmax``, the penalty of
 ``ridge`` and ``logistic``) uses a validation split carved out of Train and
 never the test set: the highest validation accuracy, and for ``softmax`` among
-equal accuracies the lowest validation cross-entropy. With ``refit``, the chosen setting is then trained again
-on train + validation. Everything is seeded, so the same features give the
+equal accuracies the lowest validation cross-entropy. With ``refit``, the chosen
+setting is then trained again on train + validation. Everything is seeded, so the same features give the
 same readout.
 """
 from __future__ import annotations
@@ -126,6 +126,11 @@ def _scores(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
         return right.tolist(), loss.tolist()
 
 
+def _rank(score: float, loss: float):
+    """What softmax model selection maximises: accuracy, then the lower loss."""
+    return score, -loss
+
+
 def _one_hot(y: np.ndarray, classes: int) -> np.ndarray:
     out = np.zeros((len(y), classes))
     out[np.arange(len(y)), y] = 1.0
@@ -185,7 +190,7 @@ def _softmax_train(x, y, xv, yv, cfg: ReadoutSection, wds: Sequence[float], epoc
             history[i]["validation"].append(acc_v[i])
             history[i]["validation_loss"].append(loss_v[i])
             score, loss = (acc_v[i], loss_v[i]) if len(yv) else (acc_t[i], loss_t[i])
-            if (score, -loss) > (best[i][0], -best[i][1]):
+            if _rank(score, loss) > _rank(*best[i][:2]):
                 best[i] = (score, loss, epoch, *columns(i))
         if bar is not None:
             bar.update(1)
@@ -269,7 +274,7 @@ def _train_readout(cfg, x_train, y_train, x_val, y_val, progress) -> Fit:
                               "validation_loss": loss if has_val else float("nan"),
                               "train": history["train"][epoch - 1]})
             curves[wd] = history
-            if best is None or (score, -loss) > (best[0], -best[1]):
+            if best is None or _rank(score, loss) > _rank(*best[:2]):
                 best = (score, loss, wd, epoch, w, b)
         score, _, wd, epoch, w, b = best
         chosen = {"weight_decay": wd, "epochs": epoch}
