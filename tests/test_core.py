@@ -184,6 +184,26 @@ def test_binned_counts_equal_one_run_per_bin(tmp_path, backend):
             net.run("5 ms", progress=False, count_bins=bad)
 
 
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_recorded_spikes_are_in_instance_step_neuron_order(tmp_path, backend):
+    """A run of several chunks (MAX_CHUNK steps each) with several instances records
+    chunk by chunk; the result is still ordered by (instance, t, i), as one chunk is."""
+    from spiking.backends.base import MAX_CHUNK
+
+    net = spiking.load(str(write(tmp_path, LIF_NET)), backend=backend, instances=2, device="cpu")
+    res = net.run("250 ms", progress=False)          # dt 0.1 ms: 2500 steps
+    rec = res.spikes["E"]
+    assert res.n_steps > MAX_CHUNK and rec["t"].max() > MAX_CHUNK * res.spec.dt
+    assert set(rec["instance"]) == {0, 1}
+    order = np.lexsort((rec["i"], rec["t"], rec["instance"]))
+    np.testing.assert_array_equal(order, np.arange(order.size))
+    short = spiking.load(str(write(tmp_path, LIF_NET)), backend=backend, instances=2,
+                         device="cpu").run("50 ms", progress=False).spikes["E"]
+    first = rec["t"] < 50
+    for key in ("instance", "t", "i"):     # one chunk: the same records as the long run's
+        np.testing.assert_array_equal(short[key], rec[key][first])
+
+
 @pytest.mark.parametrize("network", ["izhikevich", "lif"])
 def test_reset_draws_fresh_noise_reproducibly(tmp_path, network):
     """Each reset starts a new noise epoch: noise currents (Izhikevich) and
