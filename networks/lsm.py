@@ -864,9 +864,10 @@ class LiquidStateMachine:
         bins = self.lsm.features.bins
         net.reset(weights=plastic)
         res = net.run(self.steps * self.dt, inputs={INPUT: x}, progress=False, count_bins=bins)
-        binned = [res.counts(p, binned=True) for p in self.populations]   # [B, bins, n] each
-        features = np.concatenate([c for k in range(bins) for c in (b[:, k] for b in binned)], axis=1)
         B = x.shape[1]
+        # [B, bins, n_liquid] -> per bin, the liquid's neurons in population order
+        features = np.concatenate([res.counts(p, binned=True) for p in self.populations],
+                                  axis=2).reshape(B, -1)
         spikes = np.zeros((B, 2), np.int64)
         for p in self.populations:
             spikes[:, LIQUID.index(p)] = res.counts(p).sum(1)

@@ -229,7 +229,6 @@ class ArrayBackend:
         self.ring = self._cleared(getattr(self, "ring", None), (self.depth, B, 3 * self.spec.n_total),
                                   np.float64)
         self.spike_counts = self._zeros((B, self.spec.n_total), np.int64)
-        self.begin_counts(1)
         self.t = 0
         if weights:
             if self.learns and getattr(self, "_weight", None) is not None:

@@ -115,9 +115,10 @@ class Translate:
     def __call__(self, events: np.ndarray) -> np.ndarray:
         x = events["x"] + self.dx
         y = events["y"] + self.dy
-        kept = events[(x >= 0) & (x < self.sensor_size[0]) & (y >= 0) & (y < self.sensor_size[1])]
-        kept["x"] += self.dx
-        kept["y"] += self.dy
+        inside = (x >= 0) & (x < self.sensor_size[0]) & (y >= 0) & (y < self.sensor_size[1])
+        kept = events[inside]
+        kept["x"] = x[inside]
+        kept["y"] = y[inside]
         return kept
 
 
