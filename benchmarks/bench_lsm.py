@@ -446,17 +446,18 @@ def timed_passes(one_pass, repeats: int, neuron_seconds: float) -> dict:
     return fastest(passes)
 
 
-def worker_ours(machine, weights, x_all, plastic: bool, batch: int, repeats: int) -> dict:
-    n = x_all.shape[1]
-    net = machine.network(batch, plastic=plastic, weights=weights)
+def worker_ours(machine, weights, batches, plastic: bool, repeats: int) -> dict:
+    """``batches``: the samples as SpikeCounts, one per batch (as the LSM reads them)."""
+    n = sum(x.n_instances for x in batches)
+    net = machine.network(batches[0].n_instances, plastic=plastic, weights=weights)
     net.reset(weights=plastic)
-    net.run(250.0, inputs={"inp": x_all[:, :batch]}, progress=False)   # warm-up (kernel load)
+    net.run(250.0, inputs={"inp": batches[0]}, progress=False)   # warm-up (kernel load)
 
     def one_pass():
         spikes = 0
-        for start in range(0, n, batch):
+        for x in batches:
             net.reset(weights=plastic)
-            res = net.run(250.0, inputs={"inp": x_all[:, start:start + batch]}, progress=False)
+            res = net.run(250.0, inputs={"inp": x}, progress=False)
             spikes += np.concatenate([res.counts(p) for p in machine.populations], axis=1).sum()
         return spikes
 
@@ -564,8 +565,9 @@ def speed_worker(args, data: Path) -> dict:
     current = machine.lsm.neuron.current or 1.0
     kind = args.worker
     if kind in ("ours-fixed", "ours-plastic"):
-        result = worker_ours(machine, weights, x_all, kind == "ours-plastic", args.batch,
-                             args.repeats)
+        batches = [ds.batch(np.arange(start, min(n, start + args.batch)), sparse=True)[0]
+                   for start in range(0, n, args.batch)]
+        result = worker_ours(machine, weights, batches, kind == "ours-plastic", args.repeats)
     elif kind == "norse":
         result = worker_norse(machine, weights, x_all, args.batch, current, args.repeats)
     else:

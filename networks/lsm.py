@@ -71,6 +71,7 @@ from pydantic import Field, field_validator
 from spiking.config.schema import (SECTIONS, SYNAPSE_NAMES, FieldError, Fraction, PositiveTime,
                                    Quantity, Section, register_section, value_spec)
 from spiking.errors import ConfigError, DataError, SpikingError
+from spiking.inputs import SpikeCounts
 from spiking.network import Network
 
 from networks.readout import ReadoutSection
@@ -836,10 +837,8 @@ class LiquidStateMachine:
                 nets[monitored] = self.network(B, plastic=plastic, monitors=monitored, weights=weights)
             net = nets[monitored]
             idx = indices[done:done + B]
-            x, labels = dataset.batch(idx)
-            if x.shape[1] < B:
-                pad = np.zeros((x.shape[0], B - x.shape[1], x.shape[2]), np.uint8)
-                x = np.concatenate([x, pad], axis=1)
+            x, labels = dataset.batch(idx, sparse=True)
+            x = x.with_instances(B)   # a last, smaller batch: silent instances after it
             began = time.perf_counter()
             batch = self._run_batch(net, x, plastic, pre, post)
             seconds = time.perf_counter() - began
@@ -857,7 +856,7 @@ class LiquidStateMachine:
             bar.close()
         return out
 
-    def _run_batch(self, net: LiquidNetwork, x: np.ndarray, plastic: bool, pre, post):
+    def _run_batch(self, net: LiquidNetwork, x: SpikeCounts, plastic: bool, pre, post):
         """Run one batch; returns (counts uint16 [B, F], branching [B], spikes [B, 2])."""
         from spiking.metrics import branching_factor
 
@@ -895,7 +894,7 @@ class LiquidStateMachine:
         F = self.lsm.features
         plastic = (F.plastic if plastic is None else plastic) and self.lsm.plastic
         net = self.network(1, plastic=plastic, monitors=True, weights=weights)
-        x, _ = dataset.batch([index])
+        x, _ = dataset.batch([index], sparse=True)
         return net.run(self.steps * self.dt, inputs={INPUT: x}, progress=False)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from spiking.backends.base import ArrayBackend, ChunkRecord
 from spiking.build.spec import NetworkSpec
 from spiking.errors import SimulationError
+from spiking.inputs import ExternalSpikes, SpikeCounts
 from spiking.models.sources import ARRAY_ID, EVENT_ID
 from spiking.plasticity.weight_monitor import WeightSampler
 from spiking.rng import GOLDEN, mix64_host
@@ -130,6 +131,7 @@ class Simulator:
                                     propagation)
         self.instances = self.backend.instances
         self.epoch = 0
+        self._file_inputs: Dict[str, SpikeCounts] = {}   # event files' counts, sparse
 
     def reset(self, weights: bool = False, epoch: Optional[int] = None) -> None:
         """Initial state, step 0 (see ``ArrayBackend.reset``), and a new noise
@@ -151,7 +153,9 @@ class Simulator:
             count_bins: int = 1) -> RunResult:
         """Advance ``n_steps`` (default: the spec's duration).
 
-        inputs: event_source name -> counts [T, n] or [T, B, n]; signals:
+        inputs: event_source name -> counts [T, n] or [T, B, n] (uint8 or
+        integers 0..255), or the same as :class:`spiking.inputs.SpikeCounts`
+        (only its nonzero cells: the cheaper form for event data); signals:
         signal/error modulator name -> values [T], [T, B] or [T, B, n]. Both
         are indexed from the start of this call: row 0 is the first step this
         run simulates, whatever ran before it (since the last reset or not).
@@ -170,7 +174,7 @@ class Simulator:
             raise SimulationError(f"count_bins must be a positive integer, got {count_bins!r}")
         bin_of_step = np.repeat(np.arange(count_bins),
                                 np.diff(count_bin_edges(n_steps, int(count_bins))))
-        inputs = self._check_inputs(inputs or {})
+        external = self._external(self._check_inputs(inputs or {}), n_steps)
         signals = self._check_signals(signals or {}, n_steps)
         backend = self.backend
         t_start = backend.t
@@ -186,7 +190,7 @@ class Simulator:
             chunk = backend.chunk_steps(n_steps - done)
             if sampler is not None:
                 chunk = sampler.limit(chunk)
-            rec = backend.advance(chunk, self._external(backend.t, chunk, inputs, t_start),
+            rec = backend.advance(chunk, external.chunk(done, chunk),
                                   self._signals(backend.t - t_start, chunk, signals),
                                   bin_of_step[done:done + chunk])
             self._check_error(rec, backend.t - chunk)
@@ -215,24 +219,23 @@ class Simulator:
         return result
 
     # -- inputs ---------------------------------------------------------------------------
-    def _check_inputs(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def _check_inputs(self, inputs: Mapping[str, object]) -> Dict[str, SpikeCounts]:
         out = {}
         for name, arr in inputs.items():
             pop = self.spec.population(name)
             if pop.model_id != EVENT_ID:
                 raise SimulationError(f"input {name!r}: population is a {pop.model}, "
                                       f"only event_source populations take inputs")
-            arr = np.asarray(arr)
-            if arr.ndim == 2:
-                arr = arr[:, None, :]
-            if arr.ndim != 3 or arr.shape[2] != pop.size or arr.shape[1] not in (1, self.instances):
+            shape = arr.shape if isinstance(arr, SpikeCounts) else np.shape(arr)
+            if len(shape) == 2:
+                shape = (shape[0], 1, shape[1])
+            if len(shape) != 3 or shape[2] != pop.size or shape[1] not in (1, self.instances):
                 raise SimulationError(f"input {name!r}: expected [T, {pop.size}] or "
-                                      f"[T, {self.instances}, {pop.size}], got {np.shape(inputs[name])}")
-            if arr.dtype != np.uint8:
-                if arr.size and (arr.min() < 0 or arr.max() > 255):
-                    raise SimulationError(f"input {name!r}: counts must lie in 0..255")
-                arr = arr.astype(np.uint8)
-            out[name] = arr
+                                      f"[T, {self.instances}, {pop.size}], got {tuple(shape)}")
+            try:
+                out[name] = arr if isinstance(arr, SpikeCounts) else SpikeCounts.from_dense(arr)
+            except SimulationError as error:
+                raise SimulationError(f"input {name!r}: {error}") from None
         return out
 
     def set_signal(self, name: str, value) -> None:
@@ -285,30 +288,38 @@ class Simulator:
             backend.signal_held = out[-1].copy()
         return out
 
-    def _external(self, t0: int, n: int, inputs: Dict[str, np.ndarray],
-                  run_start: int = 0) -> np.ndarray:
-        """uint8 [n, Bx, n_ext] spikes of array/event sources for steps [t0, t0 + n)
-        since the last reset; ``inputs`` rows count from ``run_start`` (the
-        run's first step), the file's events and spike arrays from the reset."""
+    def _external(self, inputs: Dict[str, SpikeCounts], n_steps: int) -> ExternalSpikes:
+        """The spikes of array/event sources over this run's ``n_steps`` steps:
+        ``inputs`` count from the run's first step, the file's events and spike
+        arrays from the last reset."""
         backend = self.backend
-        per_instance = any(a.shape[1] > 1 for a in inputs.values()) or any(
-            p.events is not None and p.events.ndim == 3 and p.events.shape[1] > 1
-            for p in backend.ext_pops)
-        ext = np.zeros((n, self.instances if per_instance else 1, max(backend.n_ext, 1)), np.uint8)
+        t0 = backend.t
+        parts = []
         for p in backend.ext_pops:
-            col = backend.ext_cols[p.name]
             if p.model_id == ARRAY_ID:
-                lo, hi = np.searchsorted(p.spike_steps, [t0, t0 + n])
-                np.add.at(ext, (p.spike_steps[lo:hi] - t0, slice(None), col + p.spike_index[lo:hi]), 1)
+                lo, hi = np.searchsorted(p.spike_steps, [t0, t0 + n_steps])
+                cell, count = np.unique((p.spike_steps[lo:hi] - t0) * p.size
+                                        + p.spike_index[lo:hi], return_counts=True)
+                step, neuron = np.divmod(cell, p.size)
+                parts.append((True, step, neuron + p.offset, np.minimum(count, 255)))
                 continue
-            data, first = inputs.get(p.name), t0 - run_start
+            data, first = inputs.get(p.name), 0
             if data is None and p.events is not None:
-                data, first = (p.events if p.events.ndim == 3 else p.events[:, None, :]), t0
+                if p.name not in self._file_inputs:
+                    self._file_inputs[p.name] = SpikeCounts.from_dense(p.events)
+                data, first = self._file_inputs[p.name], t0
             if data is None:
                 continue
-            part = data[first: first + n]
-            ext[: part.shape[0], :, col: col + p.size] = part
-        return ext
+            row, neuron = np.divmod(data.cell, data.size)    # row: instance * T + step
+            if first or data.n_steps != n_steps:              # this run's steps of it
+                instance, step = np.divmod(row, data.n_steps)
+                step -= first
+                now = (step >= 0) & (step < n_steps)
+                row, neuron, count = (instance * n_steps + step)[now], neuron[now], data.count[now]
+            else:
+                count = data.count
+            parts.append((data.n_instances == 1, row, neuron + p.offset, count))
+        return ExternalSpikes.combine(parts, n_steps, self.instances, self.spec.n_total)
 
     # -- records --------------------------------------------------------------------------
     def _check_error(self, rec: ChunkRecord, t0: int) -> None:

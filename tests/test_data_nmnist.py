@@ -69,6 +69,9 @@ def test_zip_and_folder_give_identical_samples(real_zips):
     x_zip, y_zip = from_zip.batch(range(0, 100, 7))
     assert np.array_equal(x_folder, x_zip) and np.array_equal(y_folder, y_zip)
     assert x_folder.shape == (60, 15, 2312)
+    sparse, y_sparse = from_zip.batch(range(0, 100, 7), sparse=True)   # the same, nonzero cells only
+    assert sparse.shape == x_folder.shape and np.array_equal(y_sparse, y_folder)
+    assert np.array_equal(sparse.to_dense(), x_folder)
 
 
 def test_validation_split_is_seeded_stratified_and_never_test():
@@ -150,6 +153,12 @@ def test_copies_are_the_translated_samples_in_position_order(tmp_path):
         assert labels[column] == label[0] == sets[0].labels[index[i]]
     plain = NMNIST(root, "train", val_fraction=0.2, encoder=encoder)
     assert not np.array_equal(x[:, 1], plain.batch([index[0]])[0][:, 0])   # moved
+    sparse, sparse_labels = copies.batch(positions, sparse=True)   # cached cells, one per copy
+    np.testing.assert_array_equal(sparse.to_dense(), x)
+    np.testing.assert_array_equal(sparse_labels, labels)
+    uncached = NMNIST(root, "train", val_fraction=0.2, transform=moves[1], encoder=encoder)
+    np.testing.assert_array_equal(uncached.batch(index, sparse=True)[0].to_dense(),
+                                  sets[1].batch(index)[0])
 
 
 def break_files(root):

@@ -22,6 +22,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from spiking.build.spec import NetworkSpec
+from spiking.inputs import ExternalSpikes
 from spiking.models.base import N_SLOTS, N_STATE, get_model
 from spiking.models.izhikevich import N_COEF as IZH_COEF
 from spiking.models.kernel import pop_mode
@@ -133,14 +134,15 @@ class ArrayBackend:
         self.pop_lo = np.array([p.offset for p in pops], dtype=np.int64)
         self.pop_hi = np.array([p.stop for p in pops], dtype=np.int64)
         self.ext_pops = [p for p in pops if p.model_id in (ARRAY_ID, EVENT_ID)]
-        col, cols = 0, np.full(len(pops), -1, dtype=np.int64)
+        # the sources' columns when their spikes are laid out densely (torch)
         self.ext_cols: Dict[str, int] = {}
-        for k, p in enumerate(pops):
-            if p.model_id in (ARRAY_ID, EVENT_ID):
-                cols[k] = col
-                self.ext_cols[p.name] = col
-                col += p.size
-        self.pop_col, self.n_ext = cols, col
+        self.ext_column = np.full(n, -1, dtype=np.int64)
+        col = 0
+        for p in self.ext_pops:
+            self.ext_cols[p.name] = col
+            self.ext_column[p.offset:p.stop] = np.arange(col, col + p.size)
+            col += p.size
+        self.n_ext = col
         coef = np.zeros((N_COEF, n), dtype=np.float32)
         src = np.zeros((N_SOURCE_COEF, n), dtype=np.float64)
         self.state0 = np.zeros((N_STATE, n), dtype=np.float32)
@@ -300,15 +302,15 @@ class ArrayBackend:
         self.spike_counts += self.run_counts.sum(1)
         return np.array(self.to_numpy(self.run_counts))
 
-    def advance(self, n_steps: int, ext: np.ndarray, signals: np.ndarray,
+    def advance(self, n_steps: int, ext: ExternalSpikes, signals: np.ndarray,
                 count_bin: np.ndarray) -> ChunkRecord:
-        """Run ``n_steps`` from the current step with external input ``ext``
-        (uint8 [n_steps, Bx, n_ext]) and modulator signals (float32
+        """Run ``n_steps`` from the current step with the spikes of event and array
+        sources ``ext`` (the chunk's) and modulator signals (float32
         [n_steps, Bs, n_signal_cols]); each step's spikes go to its bin of
         ``run_counts`` (``count_bin``, int [n_steps]). Returns the chunk's
         record on the host."""
         rec = self.new_record(n_steps)
-        self._run_chunk(self.t, n_steps, self._array(ext), self._array(signals),
+        self._run_chunk(self.t, n_steps, ext, self._array(signals),
                         np.ascontiguousarray(count_bin, np.int64), rec)
         self.t += n_steps
         return ChunkRecord(*(self.to_numpy(x) for x in (

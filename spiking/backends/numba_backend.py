@@ -14,7 +14,7 @@ from numba import njit, prange
 
 from spiking.backends.base import ArrayBackend, row_weights
 from spiking.models import izhikevich, lif
-from spiking.models.kernel import UNIFORM, collect, ring_slot
+from spiking.models.kernel import UNIFORM, ring_slot
 from spiking.models.sources import EXP_MINUS_LAM, LAM, POISSON_ID, START_STEP, STOP_STEP
 from spiking.plasticity import modulators, stdp, three_factor
 from spiking.plasticity.layout import (A_MINUS, A_PLUS, AM_MOD, AM_SCALE, AP_MOD, AP_SCALE,
@@ -30,12 +30,13 @@ POISSON_TABLE = 32   # entries of the per-step Poisson CDF table of a uniform-ra
 
 
 @njit(cache=True, nogil=True)
-def _sources(model, lo, hi, b, bx, t, tt, col, mode, src, keys, ext, spikes, counts, n_spikes,
-             drawn):
+def _sources(model, lo, hi, b, bx, t, tt, mode, src, keys, ext_ptr, ext_neuron, ext_count,
+             spikes, counts, n_spikes, drawn):
     """Emit the spikes of source neurons [lo, hi) for step t; keys: their
     random-stream keys (local index); drawn: uint8 scratch."""
     if model != POISSON_ID:
-        return _external(ext[tt, bx, col:col + hi - lo], lo, spikes, counts, n_spikes)
+        return _external(lo, hi, ext_ptr[bx, tt], ext_ptr[bx, tt + 1], ext_neuron, ext_count,
+                         spikes, counts, n_spikes)
     if mode & UNIFORM:
         if not (src[START_STEP, lo] <= t < src[STOP_STEP, lo] and src[LAM, lo] > 0):
             return n_spikes
@@ -92,13 +93,18 @@ def _poisson_cdf(lam, exp_minus_lam):
 
 
 @njit(cache=True, nogil=True)
-def _external(row, lo, spikes, counts, n_spikes):
-    """Spikes of an array/event source from its uint8 input row (the event count per
-    neuron and step)."""
-    end = collect(row, lo, row.shape[0], spikes, n_spikes)
-    for s in range(n_spikes, end):
-        counts[s] = row[spikes[s] - lo]
-    return end
+def _external(lo, hi, first, stop, ext_neuron, ext_count, spikes, counts, n_spikes):
+    """Spikes of the event/array source [lo, hi) among this step's external spikes
+    ``first:stop`` (global neuron indices, ascending)."""
+    for e in range(np.uint64(first), np.uint64(stop)):
+        j = ext_neuron[e]
+        if j >= hi:
+            break
+        if j >= lo:
+            spikes[n_spikes] = j
+            counts[n_spikes] = ext_count[e]
+            n_spikes += 1
+    return n_spikes
 
 
 @njit(cache=True, nogil=True)
@@ -116,9 +122,9 @@ def _amplitudes(b, rule_f, rule_i, mod_state, mod_i, lr, amp):
 
 
 @njit(cache=True, nogil=True)
-def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
-              state, coef, src, stream_keys, ext, ring, indptr, target, delay, row_delay,
-              row_weight, weight, initial_weight, restore,
+def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_mode,
+              state, coef, src, stream_keys, ext_ptr, ext_neuron, ext_count, ring, indptr,
+              target, delay, row_delay, row_weight, weight, initial_weight, restore,
               record_flag, rec_t, rec_i, rec_n, run_counts, count_bin, pop_counts,
               mon_neuron, mon_row, mon_every, mon_out, error, scratch_idx, scratch_cnt,
               learn, rule_f, rule_i, run_rule, row_run, run_lo, csc_ptr, csc_syn, csc_pre,
@@ -142,11 +148,14 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
     depth = ring.shape[0]
     n_pop = pop_model.shape[0]
     per_instance_weights = weight.shape[0] > 1
-    per_instance_input = ext.shape[1] > 1
+    per_instance_input = ext_ptr.shape[0] > 1
     per_instance_signal = signal_in.shape[1] > 1
     wb = np.int64(b) if per_instance_weights else np.int64(0)
-    if restore:   # reset to the initial weights (learning: one row per instance)
-        weight[wb, :] = initial_weight[wb if initial_weight.shape[0] > 1 else 0, :]
+    if restore:   # reset to the initial weights (learning: one row per instance); a loop,
+        # since numba's slice assignment copies element by element with index checks
+        first = wb if initial_weight.shape[0] > 1 else 0
+        for s in range(np.uint64(weight.shape[1])):
+            weight[wb, s] = initial_weight[first, s]
     bx = np.int64(b) if per_instance_input else np.int64(0)
     sb = np.int64(b) if per_instance_signal else np.int64(0)
     spikes = scratch_idx[b]
@@ -192,8 +201,9 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_col, pop_mode,
                 n_spikes = izhikevich.step_numba(state, coef, ring, slot, b, lo, hi, n_total,
                                                  spikes, n_spikes, t, keys, pop_mode[p], fired)
             else:
-                n_spikes = _sources(model, lo, hi, b, bx, t, tt, pop_col[p], pop_mode[p], src,
-                                    keys, ext, spikes, counts, n_spikes, fired)
+                n_spikes = _sources(model, lo, hi, b, bx, t, tt, pop_mode[p], src, keys,
+                                    ext_ptr, ext_neuron, ext_count, spikes, counts, n_spikes,
+                                    fired)
             if n_spikes < 0:
                 error[b, 0] = t
                 error[b, 1] = p
@@ -361,8 +371,9 @@ class NumbaBackend(ArrayBackend):
         L, P = self.layout, self.learning
         work = n_steps * self.instances * (self.spec.n_total + self.spec.connectivity.nnz // 10)
         parallel = self.instances > 1 and work > PARALLEL_WORK
-        args = (t0, n_steps, self.pop_model, self.pop_lo, self.pop_hi, self.pop_col,
-                self.pop_mode, self.state, self.coef, self.src, self.stream_keys, ext, self.ring,
+        args = (t0, n_steps, self.pop_model, self.pop_lo, self.pop_hi,
+                self.pop_mode, self.state, self.coef, self.src, self.stream_keys, ext.ptr,
+                ext.neuron, ext.count, self.ring,
                 self.indptr, self.target, self.delay, self.row_delay, self._row_weights(),
                 self._weight, self.initial_weight, self._restore,   # pending changes stay so
                 self.record_flag, rec.spike_t, rec.spike_i, rec.spike_n, self.run_counts, count_bin,

@@ -348,7 +348,8 @@ class TorchBackend(ArrayBackend):
         recorded = []
         counts = torch.zeros((B, n), dtype=torch.int32, device=self.torch_device)  # every step fills it all
         bad = torch.zeros((n_steps, B, len(self.spec.populations)), dtype=torch.bool, device=self.torch_device)
-        multiple = any("keys" in plan for plan in self.plans) or (ext.numel() > 0 and int(ext.max()) > 1)
+        multiple = any("keys" in plan for plan in self.plans) or ext.max_count() > 1
+        ext = self._array(ext.dense(self.ext_column, self.n_ext))
         for tt in range(n_steps):
             t = t0 + tt
             slot = t % depth

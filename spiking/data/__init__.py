@@ -9,6 +9,7 @@ Quick start::
     encoder = EventEncoder(dt_us=1000, window_us=300_000, mode="binary")
     train = NMNIST(choice.path, "train", encoder=encoder, cache=True)
     x, y = train.batch(range(32))      # uint8 [T, B, 2312], labels [B]
+    x, y = train.batch(range(32), sparse=True)   # the same as SpikeCounts (nonzero cells)
 """
 from spiking._lazy import lazy_exports
 

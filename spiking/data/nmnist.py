@@ -313,21 +313,40 @@ class NMNIST:
             events = self.transform(events)
         return self.encoder(events) if self.encoder is not None else events
 
-    def batch(self, indices: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
-        """Encoded samples ``uint8 [T, B, n_inputs]`` and labels ``[B]`` (needs an encoder)."""
+    def batch(self, indices: Sequence[int], sparse: bool = False) -> Tuple[object, np.ndarray]:
+        """Encoded samples ``uint8 [T, B, n_inputs]`` and labels ``[B]`` (needs an encoder);
+        with ``sparse``, the samples as :class:`spiking.inputs.SpikeCounts` of that shape
+        (only their nonzero cells: what a run reads fastest)."""
         if self.encoder is None:
             raise ValueError("batch() needs an encoder")
+        labels = self.labels[np.asarray(indices, dtype=np.int64)]
         encoder = self.encoder
+        if sparse:
+            from spiking.inputs import SpikeCounts
+            return SpikeCounts.from_samples([self.cells(i) for i in indices], encoder.steps,
+                                            encoder.n_inputs), labels
         out = np.zeros((encoder.steps, len(indices), encoder.n_inputs), dtype=np.uint8)
         for column, index in enumerate(indices):
             if self._packed is not None:
                 self._packed.fill(out[:, column, :], index)
             else:
-                events = self.events(index)
-                if self.transform is not None:
-                    events = self.transform(events)
-                encoder.fill(out[:, column, :], events)
-        return out, self.labels[np.asarray(indices, dtype=np.int64)]
+                encoder.fill(out[:, column, :], self._transformed(index))
+        return out, labels
+
+    def cells(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
+        """One encoded sample's nonzero cells: ``flat = step * n_inputs + input``
+        (ascending) and their counts (uint8). Needs an encoder."""
+        if self.encoder is None:
+            raise ValueError("cells() needs an encoder")
+        if self._packed is not None:
+            return self._packed.cells(index)
+        grid = self.encoder(self._transformed(index)).reshape(-1)
+        flat = np.flatnonzero(grid)
+        return flat, grid[flat]
+
+    def _transformed(self, index: int) -> np.ndarray:
+        events = self.events(index)
+        return self.transform(events) if self.transform is not None else events
 
     def iter_batches(self, batch_size: int, shuffle: bool = False,
                      seed: int = 0) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
@@ -374,10 +393,16 @@ class Copies:
     def __len__(self) -> int:
         return len(self.datasets) * self.index.size
 
-    def batch(self, positions: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
+    def batch(self, positions: Sequence[int], sparse: bool = False) -> Tuple[object, np.ndarray]:
         """As :meth:`NMNIST.batch`, by position in the copies."""
         positions = np.asarray(positions, np.int64)
         which, sample = np.divmod(positions, self.index.size)
+        if sparse:
+            from spiking.inputs import SpikeCounts
+            encoder = self.datasets[0].encoder
+            return SpikeCounts.from_samples(
+                [self.datasets[k].cells(self.index[i]) for k, i in zip(which, sample)],
+                encoder.steps, encoder.n_inputs), self.labels[positions]
         parts = {k: self.datasets[k].batch(self.index[sample[which == k]])[0]
                  for k in np.unique(which)}
         first = next(iter(parts.values()))
@@ -504,5 +529,9 @@ class _PackedSamples:
         return grid
 
     def fill(self, grid: np.ndarray, index: int) -> None:
+        _scatter_counts(grid, *self.cells(index))
+
+    def cells(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
+        """The sample's nonzero cells (step * n_inputs + input, ascending) and counts."""
         start, stop = self.offsets[index], self.offsets[index + 1]
-        _scatter_counts(grid, self.flat[start:stop], self.counts[start:stop])
+        return self.flat[start:stop], self.counts[start:stop]
