@@ -158,18 +158,17 @@ class ExternalSpikes:
         return self.ptr.shape[1] - 1
 
     def max_count(self) -> int:
-        lo, hi = self.ptr[:, 0].min(), self.ptr[:, -1].max()
-        return int(self.count[lo:hi].max()) if hi > lo else 0
+        """The largest count of the run (so at least the chunk's largest); 0 if none."""
+        return int(self.count.max()) if self.count.size else 0
 
-    def dense(self, column: np.ndarray, width: int) -> np.ndarray:
-        """uint8 [n_steps, Bx, width]: each spike's count at ``column[neuron]``."""
+    def cells(self, column: np.ndarray, width: int) -> Tuple[np.ndarray, np.ndarray]:
+        """The chunk's spikes laid out densely: their flat indices into
+        ``[n_steps, Bx, width]`` (at ``column[neuron]``) and counts."""
         Bx, n = self.ptr.shape[0], self.n_steps
-        out = np.zeros((n, Bx, max(width, 1)), np.uint8)
         lengths = np.diff(self.ptr, axis=1).reshape(-1)           # per (b, step)
         group = np.repeat(np.arange(Bx * n), lengths)
         first = np.cumsum(lengths) - lengths
         entry = np.repeat(self.ptr[:, :-1].reshape(-1), lengths) + np.arange(group.size) \
             - np.repeat(first, lengths)
         b, step = np.divmod(group, n)
-        out[step, b, column[self.neuron[entry]]] = self.count[entry]
-        return out
+        return (step * Bx + b) * width + column[self.neuron[entry]], self.count[entry]

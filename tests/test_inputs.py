@@ -54,7 +54,7 @@ def test_spike_counts_refuses_bad_cells():
         SpikeCounts.from_dense(np.ones((2, 3, 4))).with_instances(2)
 
 
-def test_external_spikes_pointers_and_dense_layout():
+def test_external_spikes_pointers_and_dense_cells():
     """combine: a shared part is repeated for every instance when another part is per
     instance; pointers give each (instance, step) its spikes in neuron order."""
     shared = (True, np.array([0, 2]), np.array([5, 5]), np.array([1, 2], np.uint8))
@@ -66,8 +66,10 @@ def test_external_spikes_pointers_and_dense_layout():
     assert got == {(0, 0): [(5, 1)], (0, 1): [(0, 7)], (0, 2): [(5, 2)],
                    (1, 0): [(5, 1)], (1, 1): [], (1, 2): [(1, 9), (5, 2)]}
     column = np.array([0, 1, -1, -1, -1, 2])
-    dense = ext.chunk(1, 2).dense(column, 3)          # steps 1 and 2
-    assert dense.shape == (2, 2, 3)
+    flat, count = ext.chunk(1, 2).cells(column, 3)      # steps 1 and 2, as [2, 2, 3]
+    dense = np.zeros(2 * 2 * 3, np.uint8)
+    dense[flat] = count
+    dense = dense.reshape(2, 2, 3)
     np.testing.assert_array_equal(dense[1, 1], [0, 9, 2])
     np.testing.assert_array_equal(dense[0, 0], [7, 0, 0])
     assert ext.max_count() == 9

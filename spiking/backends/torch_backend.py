@@ -349,7 +349,7 @@ class TorchBackend(ArrayBackend):
         counts = torch.zeros((B, n), dtype=torch.int32, device=self.torch_device)  # every step fills it all
         bad = torch.zeros((n_steps, B, len(self.spec.populations)), dtype=torch.bool, device=self.torch_device)
         multiple = any("keys" in plan for plan in self.plans) or ext.max_count() > 1
-        ext = self._array(ext.dense(self.ext_column, self.n_ext))
+        ext = self._external_rows(ext)
         for tt in range(n_steps):
             t = t0 + tt
             slot = t % depth
@@ -393,6 +393,16 @@ class TorchBackend(ArrayBackend):
             self._record_state(rec, tt, t)
         self._store_spikes(rec, recorded)
         rec.error.copy_(self._blame(first_error(bad, t0)))
+
+    def _external_rows(self, ext) -> "torch.Tensor":
+        """The chunk's external spikes as uint8 rows [n_steps, Bx, n_ext] on the device,
+        filled there from the (small) list of spikes."""
+        width = max(self.n_ext, 1)
+        flat, count = ext.cells(self.ext_column, width)
+        rows = torch.zeros(ext.n_steps * ext.ptr.shape[0] * width, dtype=torch.uint8,
+                           device=self.torch_device)
+        rows[self._array(flat)] = self._array(count)
+        return rows.view(ext.n_steps, ext.ptr.shape[0], width)
 
     def _blame(self, error):
         """A shared step's error names the first of its populations whose state is not
