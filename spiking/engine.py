@@ -209,8 +209,8 @@ class Simulator:
         if bar is not None:
             bar.close()
         run_s = time.perf_counter() - began
-        binned = backend.end_counts()
-        result = self._collect(records, t_start, n_steps, binned.sum(1))
+        binned, counts = backend.end_counts()
+        result = self._collect(records, t_start, n_steps, counts)
         if count_bins > 1:
             result.binned_counts = binned
         result.timing["run_s"] = run_s

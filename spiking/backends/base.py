@@ -17,7 +17,7 @@ Layout (see docs/architecture.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -296,11 +296,12 @@ class ArrayBackend:
         self.run_counts = self._cleared(getattr(self, "run_counts", None),
                                         (self.instances, bins, self.spec.n_total), np.int64)
 
-    def end_counts(self) -> np.ndarray:
-        """The run's counts per bin (int64 [B, bins, N], on the host), added to the
-        counts since the last reset."""
-        self.spike_counts += self.run_counts.sum(1)
-        return np.array(self.to_numpy(self.run_counts))
+    def end_counts(self) -> Tuple[np.ndarray, np.ndarray]:
+        """The run's counts per bin (int64 [B, bins, N]) and over the run ([B, N]), on
+        the host; the latter is added to the counts since the last reset."""
+        total = self.run_counts.sum(1)
+        self.spike_counts += total
+        return np.array(self.to_numpy(self.run_counts)), np.asarray(self.to_numpy(total))
 
     def advance(self, n_steps: int, ext: ExternalSpikes, signals: np.ndarray,
                 count_bin: np.ndarray) -> ChunkRecord:
