@@ -561,7 +561,6 @@ def speed_worker(args, data: Path) -> dict:
     machine, weights, origin = _liquid(args.batch, Path(args.runs), data, False)
     ds = NMNIST(data, "test", encoder=machine.encoder, cache=True, progress=False)
     n = min(args.samples, len(ds))
-    x_all, _ = ds.batch(np.arange(n))
     current = machine.lsm.neuron.current or 1.0
     kind = args.worker
     if kind in ("ours-fixed", "ours-plastic"):
@@ -569,9 +568,11 @@ def speed_worker(args, data: Path) -> dict:
                    for start in range(0, n, args.batch)]
         result = worker_ours(machine, weights, batches, kind == "ours-plastic", args.repeats)
     elif kind == "norse":
-        result = worker_norse(machine, weights, x_all, args.batch, current, args.repeats)
+        result = worker_norse(machine, weights, ds.batch(np.arange(n))[0], args.batch, current,
+                              args.repeats)
     else:
-        result = worker_brian2(machine, weights, x_all, current, args.threads, args.repeats)
+        result = worker_brian2(machine, weights, ds.batch(np.arange(n))[0], current,
+                               args.threads, args.repeats)
     result.update(samples=n, threads=args.threads, origin=origin,
                   samples_per_s=n / result["wall_s"], samples_per_cpu_s=n / result["cpu_s"])
     return result

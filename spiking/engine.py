@@ -131,7 +131,7 @@ class Simulator:
                                     propagation)
         self.instances = self.backend.instances
         self.epoch = 0
-        self._file_inputs: Dict[str, SpikeCounts] = {}   # event files' counts, sparse
+        self._own_inputs: Dict[str, Optional[SpikeCounts]] = {}   # see _own_spikes
 
     def reset(self, weights: bool = False, epoch: Optional[int] = None) -> None:
         """Initial state, step 0 (see ``ArrayBackend.reset``), and a new noise
@@ -292,34 +292,42 @@ class Simulator:
         """The spikes of array/event sources over this run's ``n_steps`` steps:
         ``inputs`` count from the run's first step, the file's events and spike
         arrays from the last reset."""
-        backend = self.backend
-        t0 = backend.t
+        t0 = self.backend.t
         parts = []
-        for p in backend.ext_pops:
-            if p.model_id == ARRAY_ID:
-                lo, hi = np.searchsorted(p.spike_steps, [t0, t0 + n_steps])
-                cell, count = np.unique((p.spike_steps[lo:hi] - t0) * p.size
-                                        + p.spike_index[lo:hi], return_counts=True)
-                step, neuron = np.divmod(cell, p.size)
-                parts.append((True, step, neuron + p.offset, np.minimum(count, 255)))
-                continue
+        for p in self.backend.ext_pops:
             data, first = inputs.get(p.name), 0
-            if data is None and p.events is not None:
-                if p.name not in self._file_inputs:
-                    self._file_inputs[p.name] = SpikeCounts.from_dense(p.events)
-                data, first = self._file_inputs[p.name], t0
+            if data is None:
+                data, first = self._own_spikes(p), t0
             if data is None:
                 continue
-            row, neuron = np.divmod(data.cell, data.size)    # row: instance * T + step
-            if first or data.n_steps != n_steps:              # this run's steps of it
-                instance, step = np.divmod(row, data.n_steps)
+            if data.n_instances == 1:   # one input for all: cells in step order, a slice of them
+                lo, hi = np.searchsorted(data.cell, np.array([first, first + n_steps]) * data.size)
+                row, neuron = np.divmod(data.cell[lo:hi], data.size)
+                row -= first
+                count = data.count[lo:hi]
+            elif first == 0 and data.n_steps == n_steps:
+                row, neuron = np.divmod(data.cell, data.size)    # row: instance * T + step
+                count = data.count
+            else:                                                # this run's steps of it
+                instance, step, neuron = data.coordinates()
                 step -= first
                 now = (step >= 0) & (step < n_steps)
                 row, neuron, count = (instance * n_steps + step)[now], neuron[now], data.count[now]
-            else:
-                count = data.count
             parts.append((data.n_instances == 1, row, neuron + p.offset, count))
         return ExternalSpikes.combine(parts, n_steps, self.instances, self.spec.n_total)
+
+    def _own_spikes(self, p) -> Optional[SpikeCounts]:
+        """The spikes a source population carries itself, timed from the reset: a spike
+        array's, or an event file's (converted once); None for neither."""
+        if p.name not in self._own_inputs:
+            if p.model_id == ARRAY_ID:
+                steps = p.spike_steps
+                self._own_inputs[p.name] = SpikeCounts.from_spikes(
+                    steps, p.spike_index, int(steps.max()) + 1 if steps.size else 0, p.size)
+            else:
+                self._own_inputs[p.name] = (None if p.events is None
+                                            else SpikeCounts.from_dense(p.events))
+        return self._own_inputs[p.name]
 
     # -- records --------------------------------------------------------------------------
     def _check_error(self, rec: ChunkRecord, t0: int) -> None:

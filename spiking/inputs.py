@@ -78,6 +78,14 @@ class SpikeCounts:
                    np.concatenate(counts) if counts else np.zeros(0, np.uint8),
                    (n_steps, max(n_instances, len(samples)), size))
 
+    @classmethod
+    def from_spikes(cls, step, neuron, n_steps: int, size: int) -> "SpikeCounts":
+        """One input for all instances from (step, neuron) spikes in any order; the
+        spikes of one neuron in one step add up (to at most 255)."""
+        cell, count = np.unique(np.asarray(step, np.int64) * size + np.asarray(neuron, np.int64),
+                                return_counts=True)
+        return cls(cell, np.minimum(count, 255), (n_steps, 1, size))
+
     @property
     def n_steps(self) -> int:
         return self.shape[0]

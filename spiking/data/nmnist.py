@@ -330,7 +330,10 @@ class NMNIST:
             if self._packed is not None:
                 self._packed.fill(out[:, column, :], index)
             else:
-                encoder.fill(out[:, column, :], self._transformed(index))
+                events = self.events(index)
+                if self.transform is not None:
+                    events = self.transform(events)
+                encoder.fill(out[:, column, :], events)
         return out, labels
 
     def cells(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -340,13 +343,9 @@ class NMNIST:
             raise ValueError("cells() needs an encoder")
         if self._packed is not None:
             return self._packed.cells(index)
-        grid = self.encoder(self._transformed(index)).reshape(-1)
+        grid = self.process(self.events(index)).reshape(-1)
         flat = np.flatnonzero(grid)
         return flat, grid[flat]
-
-    def _transformed(self, index: int) -> np.ndarray:
-        events = self.events(index)
-        return self.transform(events) if self.transform is not None else events
 
     def iter_batches(self, batch_size: int, shuffle: bool = False,
                      seed: int = 0) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
