@@ -112,14 +112,15 @@ class Fit:
 
 
 def _scores(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-            classes: int):
-    """(accuracy, mean cross-entropy) on (x, y) of each of the candidates side by side in
-    the columns of w [d, K * classes] and b [K * classes]; NaN without samples."""
-    k = b.shape[0] // classes
+            classes: int, k: Optional[int] = None):
+    """(accuracy, mean cross-entropy) on (x, y) of each of the k candidates side by side in
+    the first k * classes columns of w [d, >= k * classes] and b (k: all columns); NaN
+    without samples."""
+    k = b.shape[0] // classes if k is None else k
     if len(y) == 0:
         return [float("nan")] * k, [float("nan")] * k
     with torch.no_grad():
-        logits = torch.addmm(b, x, w).view(-1, k, classes)
+        logits = torch.addmm(b, x, w)[:, :k * classes].reshape(-1, k, classes)
         right = (logits.argmax(2) == y[:, None]).double().mean(0)
         picked = y[:, None, None].expand(-1, k, 1)
         loss = (torch.logsumexp(logits, 2) - logits.gather(2, picked)[:, :, 0]).double().mean(0)
@@ -135,6 +136,48 @@ def _one_hot(y: np.ndarray, classes: int) -> np.ndarray:
     out = np.zeros((len(y), classes))
     out[np.arange(len(y)), y] = 1.0
     return out
+
+
+class _Adadelta:
+    """torch.optim.Adadelta's update, op for op as its single-tensor path (so the same
+    weights), without the optimizer's bookkeeping: that was a third of a readout step."""
+
+    def __init__(self, params: Sequence[torch.Tensor], lr: float, rho: float = 0.9,
+                 eps: float = 1e-6):
+        self.params, self.lr, self.rho, self.eps = list(params), lr, rho, eps
+        self.square_avg = [torch.zeros_like(p) for p in self.params]
+        self.acc_delta = [torch.zeros_like(p) for p in self.params]
+
+    def step(self, grads: Sequence[torch.Tensor]) -> None:
+        rho, eps = self.rho, self.eps
+        for p, grad, square_avg, acc_delta in zip(self.params, grads, self.square_avg,
+                                                  self.acc_delta):
+            square_avg.mul_(rho).addcmul_(grad, grad, value=1 - rho)
+            std = square_avg.add(eps).sqrt_()
+            delta = acc_delta.add(eps).sqrt_().div_(std).mul_(grad)
+            acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho)
+            p.add_(delta, alpha=-self.lr)
+
+
+class _Adam:
+    """torch.optim.Adam behind the same step(grads) as :class:`_Adadelta`."""
+
+    def __init__(self, params: Sequence[torch.Tensor], lr: float):
+        self.params = [p.requires_grad_() for p in params]
+        self.opt = torch.optim.Adam(self.params, lr=lr)
+
+    def step(self, grads: Sequence[torch.Tensor]) -> None:
+        for p, grad in zip(self.params, grads):
+            p.grad = grad
+        self.opt.step()
+
+
+def _padded(columns: int) -> int:
+    """Columns of the side-by-side weight matrix: padded to a multiple of 16 with columns
+    that stay 0 (their gradient is 0). The BLAS products of a training step are faster on
+    this width (measured with MKL on one thread: 32 columns instead of 30, 1.5x; 16
+    instead of 10, 2.4x); the real columns' values may differ by float rounding."""
+    return -(-columns // 16) * 16
 
 
 def _softmax_train(x, y, xv, yv, cfg: ReadoutSection, wds: Sequence[float], epochs: int, progress,
@@ -153,13 +196,17 @@ def _softmax_train(x, y, xv, yv, cfg: ReadoutSection, wds: Sequence[float], epoc
     generator = torch.Generator().manual_seed(cfg.seed)
     n, d = x.shape
     k, classes = len(wds), cfg.classes
-    w = torch.zeros(d, k * classes, requires_grad=True)   # candidate i: columns i*C..(i+1)*C
-    b = torch.zeros(k * classes, requires_grad=True)
-    twice_decay = 2.0 * torch.tensor(wds, dtype=w.dtype).repeat_interleave(classes)
+    used = k * classes
+    w = torch.zeros(d, _padded(used))   # candidate i: columns i*C..(i+1)*C
+    b = torch.zeros(w.shape[1])
+    twice_decay = torch.zeros(w.shape[1])
+    twice_decay[:used] = 2.0 * torch.tensor(wds, dtype=w.dtype).repeat_interleave(classes)
     if cfg.optimizer == "adadelta":
-        opt = torch.optim.Adadelta([w, b], lr=cfg.lr or 1.0)
+        opt = _Adadelta([w, b], lr=cfg.lr or 1.0)
     else:
-        opt = torch.optim.Adam([w, b], lr=cfg.lr or 1e-3)
+        opt = _Adam([w, b], lr=cfg.lr or 1e-3)
+    grad = torch.zeros(min(cfg.batch_size, n), w.shape[1])   # padding columns stay 0
+    b_grad = torch.zeros(w.shape[1])
 
     def columns(i):
         return (w[:, i * classes:(i + 1) * classes].detach().clone(),
@@ -174,16 +221,18 @@ def _softmax_train(x, y, xv, yv, cfg: ReadoutSection, wds: Sequence[float], epoc
         with torch.no_grad():
             for start in range(0, n, cfg.batch_size):
                 idx = order[start:start + cfg.batch_size]
+                m = idx.numel()
                 xb = x[idx]
                 # d(mean cross-entropy)/d(logits) = (softmax - one-hot) / batch
-                grad = torch.softmax(torch.addmm(b, xb, w).view(-1, k, classes), dim=2)
-                grad[torch.arange(idx.numel())[:, None], every, y[idx][:, None]] -= 1.0
-                grad = grad.view(-1, k * classes) / idx.numel()
-                w.grad = torch.addmm(w * twice_decay, xb.T, grad)
-                b.grad = grad.sum(0)
-                opt.step()
-        acc_t, loss_t = _scores(w, b, x, y, classes)
-        acc_v, loss_v = _scores(w, b, xv, yv, classes)
+                soft = torch.softmax(torch.addmm(b, xb, w)[:, :used].reshape(-1, k, classes), dim=2)
+                soft[torch.arange(m)[:, None], every, y[idx][:, None]] -= 1.0
+                g = grad[:m]
+                torch.div(soft.view(-1, used), m, out=g[:, :used])
+                torch.sum(g[:, :used], 0, out=b_grad[:used])   # (a sum over all columns
+                # would add in another order)
+                opt.step([torch.addmm(w * twice_decay, xb.T, g), b_grad])
+        acc_t, loss_t = _scores(w, b, x, y, classes, k)
+        acc_v, loss_v = _scores(w, b, xv, yv, classes, k)
         for i in range(k):
             history[i]["epoch"].append(epoch)
             history[i]["train"].append(acc_t[i])

@@ -366,6 +366,45 @@ def test_softmax_candidates_side_by_side_learn_as_each_alone_and_as_autograd():
         assert np.abs(w.detach().numpy()).max() > 0.01                # it learned something
 
 
+def test_readout_adadelta_is_torchs_bit_for_bit():
+    """The readout's own Adadelta step (no optimizer bookkeeping) gives torch.optim.Adadelta's
+    parameters exactly, step after step, for two parameters and a learning rate != 1."""
+    import torch
+
+    from networks.readout import _Adadelta
+
+    gen = torch.Generator().manual_seed(3)
+    ours = [torch.randn(50, 16, generator=gen), torch.randn(16, generator=gen)]
+    ref = [p.clone().requires_grad_() for p in ours]
+    opt, reference = _Adadelta(ours, lr=0.5), torch.optim.Adadelta(ref, lr=0.5)
+    for _ in range(5):
+        grads = [torch.randn(p.shape, generator=gen) for p in ours]
+        opt.step(grads)
+        for p, g in zip(ref, grads):
+            p.grad = g.clone()
+        reference.step()
+        for a, b in zip(ours, ref):
+            assert torch.equal(a, b.detach())
+
+
+def test_softmax_padded_width_and_adam():
+    """The side-by-side weights are padded to a multiple of 16 columns; with Adam (torch's
+    optimizer behind the readout's step) each candidate still gets its own learned
+    columns."""
+    import torch
+
+    from networks.readout import ReadoutSection, _padded, _softmax_train
+
+    assert [_padded(c) for c in (1, 10, 16, 17, 30)] == [16, 16, 16, 32, 32]
+    rng = np.random.default_rng(4)
+    y = torch.from_numpy(np.repeat(np.arange(3), 10))
+    x = torch.from_numpy(rng.normal(0, 1, (30, 5)).astype(np.float32))
+    cfg = ReadoutSection(type="softmax", classes=3, batch_size=8, optimizer="adam")
+    history, best, last = _softmax_train(x, y, x, y, cfg, [0.0, 0.1], 3, False, "")
+    assert len(last) == 2 and all(w.shape == (5, 3) and b.shape == (3,) for w, b in last)
+    assert all(np.abs(w.numpy()).max() > 0 for w, _ in last)
+
+
 # ----------------------------------------------------------------------------- commands
 def _train(config, data, out, *extra):
     return cli(["train", str(config), "--data", str(data), "--out", str(out), "--no-progress", *extra])

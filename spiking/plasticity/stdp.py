@@ -320,7 +320,7 @@ def _deferred_spike(weight, wb, b, j, c, s0, s1, k, at, uniform, delay, slot, de
         ring_flat[np.uint64(_ring_at(at, uniform, delay, s, slot, depth, stride, b_off) + post)] += w * c
         w, clipped_down = _bounded(w - amp_minus * traces[b, yp], w_min, w_max)
         n_clip += clipped + clipped_down
-        if spiked[post]:   # the post neuron spiked in this step too (rare)
+        if spiked[np.uint64(post)]:   # the post neuron spiked in this step too (rare)
             w, clipped_up = _bounded(w + up, w_min, w_max)
             n_clip += clipped_up
             p += term
