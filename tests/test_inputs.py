@@ -81,10 +81,12 @@ def test_external_spikes_pointers_and_dense_cells():
 def test_collect_finds_every_nonzero_flag(n):
     rng = np.random.default_rng(n)
     for density in (0.0, 0.02, 0.5, 1.0):
-        flags = random_counts(rng, n, density)
+        words = np.full(n // 8 + 2, 0xFF, np.uint64)   # beyond n: not read
+        flags = words.view(np.uint8)
+        flags[:n] = random_counts(rng, n, density)
         spikes = np.zeros(n + 1, np.int32)
-        end = collect(flags, 100, n, spikes, 1)
-        np.testing.assert_array_equal(spikes[1:end], 100 + np.flatnonzero(flags))
+        end = collect(words, flags, 100, n, spikes, 1)
+        np.testing.assert_array_equal(spikes[1:end], 100 + np.flatnonzero(flags[:n]))
 
 
 SOURCES = """

@@ -30,13 +30,14 @@ POISSON_TABLE = 32   # entries of the per-step Poisson CDF table of a uniform-ra
 
 
 @njit(cache=True, nogil=True)
-def _sources(model, lo, hi, b, bx, t, tt, mode, src, keys, ext_ptr, ext_neuron, ext_count,
-             spikes, counts, n_spikes, drawn):
-    """Emit the spikes of source neurons [lo, hi) for step t; keys: their
-    random-stream keys (local index); drawn: uint8 scratch."""
+def _sources(model, lo, hi, b, bx, t, tt, mode, src, stream_keys, ext_ptr, ext_neuron,
+             ext_count, spikes, counts, n_spikes, drawn):
+    """Emit the spikes of source neurons [lo, hi) for step t; a Poisson source draws
+    from its random-stream keys ``stream_keys[2 lo:2 hi]``; drawn: uint8 scratch."""
     if model != POISSON_ID:
         return _external(lo, hi, ext_ptr[bx, tt], ext_ptr[bx, tt + 1], ext_neuron, ext_count,
                          spikes, counts, n_spikes)
+    keys = stream_keys[2 * lo:2 * hi]
     if mode & UNIFORM:
         if not (src[START_STEP, lo] <= t < src[STOP_STEP, lo] and src[LAM, lo] > 0):
             return n_spikes
@@ -160,7 +161,8 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_mode,
     sb = np.int64(b) if per_instance_signal else np.int64(0)
     spikes = scratch_idx[b]
     counts = scratch_cnt[b]
-    fired = np.empty(n_total, np.uint8)
+    fired_words = np.zeros(n_total // 8 + 1, np.uint64)   # a neuron step's fired flags,
+    fired = fired_words.view(np.uint8)                    # read 8 at a time by collect
     drive = astro_drive[b]
     hw = (hw_learn, syn_proj, hw_wtable, hw_wkey, hw_g, hw_level, hw_writes, hw_frozen)
     deferred = learn and defer_span > 0
@@ -193,15 +195,16 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_mode,
             first[p] = start
             model = pop_model[p]
             lo, hi = pop_lo[p], pop_hi[p]
-            keys = stream_keys[2 * lo:2 * hi]
             if model == LIF_ID:
                 n_spikes = lif.step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes,
-                                          n_spikes, t, keys, pop_mode[p], fired)
+                                          n_spikes, t, stream_keys, pop_mode[p], fired,
+                                          fired_words)
             elif model == IZH_ID:
                 n_spikes = izhikevich.step_numba(state, coef, ring, slot, b, lo, hi, n_total,
-                                                 spikes, n_spikes, t, keys, pop_mode[p], fired)
+                                                 spikes, n_spikes, t, stream_keys, pop_mode[p],
+                                                 fired, fired_words)
             else:
-                n_spikes = _sources(model, lo, hi, b, bx, t, tt, pop_mode[p], src, keys,
+                n_spikes = _sources(model, lo, hi, b, bx, t, tt, pop_mode[p], src, stream_keys,
                                     ext_ptr, ext_neuron, ext_count, spikes, counts, n_spikes,
                                     fired)
             if n_spikes < 0:
@@ -219,11 +222,11 @@ def run_instance(b, t0, n_steps, pop_model, pop_lo, pop_hi, pop_mode,
         # propagate: each spike walks its CSR row into the ring buffer (a row
         # on a resistive array is read through it); plastic synapses of the
         # row then see the presynaptic spike (deferred rules in the same pass)
-        counts_now = run_counts[b, count_bin[tt]]
+        count_at = count_bin[tt]
         for s in range(n_spikes):
             j = spikes[s]
             c = counts[s]
-            counts_now[j] += c
+            run_counts[b, count_at, j] += c
             if record_flag[j]:
                 n = rec_n[b]
                 rec_t[b, n] = t

@@ -104,18 +104,20 @@ def _dvdt(v, u, i):
 
 
 @njit(cache=True, nogil=True)
-def _integrate(v_row, u_row, ie_row, ii_row, in_e, in_i, in_v, fired, mode, z, dt,
+def _integrate(state, ring, b, lo, n, slot, n_total, fired, mode, z, dt,
                half_steps, a, b_, c, d, v_peak, i_offset, p_ee, p_ii, noise):
-    """Pass 1 over one population (1-D rows); coefficients are scalars or rows
+    """Pass 1 over neurons [lo, lo + n) of instance b, in place as
+    :func:`spiking.models.lif._integrate`; coefficients are scalars or rows from lo
     (see :func:`spiking.models.kernel.at`); z: this step's standard normals, or an
     empty row when no neuron is noisy. Returns True if v or u is not finite."""
     use_e, use_i, use_v = mode & RECEIVES[0], mode & RECEIVES[1], mode & RECEIVES[2]
     bad = False
-    for j in range(v_row.shape[0]):
-        i_e = ie_row[j] + take_input(in_e, j, use_e)
-        i_i = ii_row[j] + take_input(in_i, j, use_i)
-        v = v_row[j] + take_input(in_v, j, use_v)
-        u = u_row[j]
+    for j in range(np.uint64(n)):
+        k = np.uint64(lo) + j
+        i_e = state[I_E, b, k] + take_input(ring, slot, b, k, use_e)
+        i_i = state[I_I, b, k] + take_input(ring, slot, b, np.uint64(n_total) + k, use_i)
+        v = state[V, b, k] + take_input(ring, slot, b, np.uint64(2 * n_total) + k, use_v)
+        u = state[U, b, k]
         current = at(i_offset, j) + i_e + i_i
         if at(noise, j) > 0:
             current = current + at(noise, j) * np.float32(z[j])
@@ -131,10 +133,10 @@ def _integrate(v_row, u_row, ie_row, ii_row, in_e, in_i, in_v, fired, mode, z, d
         spiked = v >= at(v_peak, j)
         v = at(c, j) if spiked else v
         u = u + at(d, j) if spiked else u
-        v_row[j] = v
-        u_row[j] = u
-        ie_row[j] = i_e * at(p_ee, j)
-        ii_row[j] = i_i * at(p_ii, j)
+        state[V, b, k] = v
+        state[U, b, k] = u
+        state[I_E, b, k] = i_e * at(p_ee, j)
+        state[I_I, b, k] = i_i * at(p_ii, j)
         fired[j] = spiked
         bad |= not (abs(v) < np.inf and abs(u) < np.inf)
     return bad
@@ -152,15 +154,15 @@ def _noise(i_noise, keys, t, b):
 
 
 @njit(cache=True, nogil=True)
-def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t, keys, mode,
-               fired):
-    """Advance neurons [lo, hi) of instance b by one step (see lif.step_numba);
-    keys: the random-stream keys of the noise current (``normal_keys``)."""
+def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t, stream_keys,
+               mode, fired, fired_words):
+    """Advance neurons [lo, hi) of instance b by one step (see lif.step_numba); the
+    population's stream keys ``stream_keys[2 lo:2 hi]`` drive its noise current
+    (``normal_keys``)."""
     n = hi - lo
-    rows = (state[V, b, lo:hi], state[U, b, lo:hi], state[I_E, b, lo:hi], state[I_I, b, lo:hi],
-            ring[slot, b, lo:hi], ring[slot, b, n_total + lo:n_total + hi],
-            ring[slot, b, 2 * n_total + lo:2 * n_total + hi], fired[:n], mode,
-            _noise(coef[NOISE, lo:hi], keys, t, b), coef[DT, lo], coef[SCHEME, lo] > 0)
+    rows = (state, ring, b, lo, n, slot, n_total, fired, mode,
+            _noise(coef[NOISE, lo:hi], stream_keys[2 * lo:2 * hi], t, b), coef[DT, lo],
+            coef[SCHEME, lo] > 0)
     if mode & UNIFORM:
         bad = _integrate(*rows, coef[A, lo], coef[B, lo], coef[C, lo], coef[D, lo],
                          coef[V_PEAK, lo], coef[I_OFFSET, lo], coef[P_EE, lo], coef[P_II, lo],
@@ -172,7 +174,7 @@ def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t,
     if bad:
         nan_v = first_nonfinite(state[V, b, lo:hi], lo, n)
         return nan_v if nan_v < 0 else first_nonfinite(state[U, b, lo:hi], lo, n)
-    return collect(fired, lo, n, spikes, n_spikes)
+    return collect(fired_words, fired, lo, n, spikes, n_spikes)
 
 
 def _dvdt_torch(v, u, i):

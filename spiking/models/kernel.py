@@ -42,13 +42,13 @@ def _at(x, j):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def take_input(row, j, used):
-    """This step's delivered input of one receptor slot for neuron j (float32);
-    the ring entry is cleared. A slot no projection targets is always 0."""
+def take_input(ring, slot, b, k, used):
+    """This step's delivered input ring[slot, b, k] (float32; k: receptor slot · n_total +
+    neuron), which is cleared. A receptor slot no projection targets is always 0."""
     if not used:
         return np.float32(0.0)
-    x = np.float32(row[j])
-    row[j] = 0.0
+    x = np.float32(ring[slot, b, k])
+    ring[slot, b, k] = 0.0
     return x
 
 
@@ -69,14 +69,14 @@ def _trailing_zeros(typingctx, word):
 
 
 @njit(cache=True, nogil=True)
-def collect(fired, lo, n, spikes, n_spikes):
-    """Append the indices lo + j of fired[j] != 0 (j < n, fired uint8 and
-    contiguous) to ``spikes``. Flags are mostly 0: eight are read at a time as a
-    64-bit word, and a nonzero word yields its nonzero bytes by their trailing
+def collect(words, fired, lo, n, spikes, n_spikes):
+    """Append the indices lo + j of fired[j] != 0 (j < n) to ``spikes``; ``fired``
+    (uint8) is ``words`` (uint64) viewed as bytes, both made once per run rather than a
+    view per step (numba reference-counts each). Flags are mostly 0: eight are read at a
+    time as a 64-bit word, and a nonzero word yields its nonzero bytes by their trailing
     zero bits (little-endian: byte k is bits 8k..8k+7; unsigned indices: no
     negative-index wraparound)."""
     n_words = n // 8
-    words = fired[:8 * n_words].view(np.uint64)
     for w in range(np.uint64(n_words)):
         word = words[w]
         while word != 0:

@@ -103,62 +103,63 @@ INFO = register_model(ModelInfo(
 
 
 @njit(cache=True, nogil=True)
-def _integrate(v_row, ie_row, ii_row, ref_row, in_e, in_i, in_v, fired, mode,
+def _integrate(state, ring, b, lo, n, slot, n_total, fired, mode,
                p_vv, c_v, p_ve, p_vi, p_ee, p_ii, v_thresh, v_reset, ref_steps, clamp):
-    """Pass 1 over one population (1-D rows); coefficients are scalars or rows
-    (see :func:`spiking.models.kernel.at`). Returns True if a v is not finite."""
+    """Pass 1 over neurons [lo, lo + n) of instance b, reading and clearing their entries
+    of ring slot ``slot`` (indexed in place: array views, one per row and step, would
+    cost numba's reference counting); coefficients are scalars or rows from lo (see
+    :func:`spiking.models.kernel.at`). Returns True if a v is not finite."""
     use_e, use_i, use_v = mode & RECEIVES[0], mode & RECEIVES[1], mode & RECEIVES[2]
     bad = False
-    for j in range(v_row.shape[0]):
-        i_e = ie_row[j] + take_input(in_e, j, use_e)
-        i_i = ii_row[j] + take_input(in_i, j, use_i)
-        v_old = v_row[j]
-        v = v_old + take_input(in_v, j, use_v)
-        ref = ref_row[j]
+    for j in range(np.uint64(n)):
+        k = np.uint64(lo) + j
+        i_e = state[I_E, b, k] + take_input(ring, slot, b, k, use_e)
+        i_i = state[I_I, b, k] + take_input(ring, slot, b, np.uint64(n_total) + k, use_i)
+        v_old = state[V, b, k]
+        v = v_old + take_input(ring, slot, b, np.uint64(2 * n_total) + k, use_v)
+        ref = state[REF_LEFT, b, k]
         refractory = ref > 0
         integrated = v * at(p_vv, j) + at(c_v, j) + i_e * at(p_ve, j) + i_i * at(p_vi, j)
         # held while refractory: jumps arriving now are dropped, as in NEST and Brian2
         v = v_old if refractory and clamp else integrated
         spiked = v >= at(v_thresh, j) and not refractory
         v = at(v_reset, j) if spiked else v
-        ref_row[j] = at(ref_steps, j) if spiked else (ref - 1 if refractory else ref)
-        v_row[j] = v
-        ie_row[j] = i_e * at(p_ee, j)
-        ii_row[j] = i_i * at(p_ii, j)
+        state[REF_LEFT, b, k] = at(ref_steps, j) if spiked else (ref - 1 if refractory else ref)
+        state[V, b, k] = v
+        state[I_E, b, k] = i_e * at(p_ee, j)
+        state[I_I, b, k] = i_i * at(p_ii, j)
         fired[j] = spiked
         bad |= not abs(v) < np.inf
     return bad
 
 
 @njit(cache=True, nogil=True)
-def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t, keys, mode,
-               fired):
+def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t, stream_keys,
+               mode, fired, fired_words):
     """Advance neurons [lo, hi) of instance b by one step.
 
     Reads and clears this step's ring-buffer slot, appends spiking neuron
     indices to ``spikes`` and returns the new count, or -1 - j if neuron j
-    became NaN or infinite. keys: the population's random-stream keys (unused
-    by LIF); mode: its mode word (:mod:`spiking.models.kernel`); fired: uint8
-    scratch of at least hi - lo.
+    became NaN or infinite. stream_keys: every neuron's random-stream keys, two per
+    neuron (unused by LIF); mode: the population's mode word
+    (:mod:`spiking.models.kernel`); fired: uint8 scratch of at least hi - lo bytes,
+    the bytes of ``fired_words`` (uint64; :func:`spiking.models.kernel.collect`).
     """
     n = hi - lo
-    rows = (state[V, b, lo:hi], state[I_E, b, lo:hi], state[I_I, b, lo:hi],
-            state[REF_LEFT, b, lo:hi], ring[slot, b, lo:hi],
-            ring[slot, b, n_total + lo:n_total + hi],
-            ring[slot, b, 2 * n_total + lo:2 * n_total + hi], fired[:n], mode)
     clamp = coef[CLAMP, lo] > 0
     if mode & UNIFORM:
-        bad = _integrate(*rows, coef[P_VV, lo], coef[C_V, lo], coef[P_VE, lo], coef[P_VI, lo],
-                         coef[P_EE, lo], coef[P_II, lo], coef[V_THRESH, lo], coef[V_RESET, lo],
+        bad = _integrate(state, ring, b, lo, n, slot, n_total, fired, mode, coef[P_VV, lo],
+                         coef[C_V, lo], coef[P_VE, lo], coef[P_VI, lo], coef[P_EE, lo],
+                         coef[P_II, lo], coef[V_THRESH, lo], coef[V_RESET, lo],
                          coef[REF_STEPS, lo], clamp)
     else:
-        bad = _integrate(*rows, coef[P_VV, lo:hi], coef[C_V, lo:hi], coef[P_VE, lo:hi],
-                         coef[P_VI, lo:hi], coef[P_EE, lo:hi], coef[P_II, lo:hi],
-                         coef[V_THRESH, lo:hi], coef[V_RESET, lo:hi], coef[REF_STEPS, lo:hi],
-                         clamp)
+        bad = _integrate(state, ring, b, lo, n, slot, n_total, fired, mode, coef[P_VV, lo:hi],
+                         coef[C_V, lo:hi], coef[P_VE, lo:hi], coef[P_VI, lo:hi],
+                         coef[P_EE, lo:hi], coef[P_II, lo:hi], coef[V_THRESH, lo:hi],
+                         coef[V_RESET, lo:hi], coef[REF_STEPS, lo:hi], clamp)
     if bad:
         return first_nonfinite(state[V, b, lo:hi], lo, n)
-    return collect(fired, lo, n, spikes, n_spikes)
+    return collect(fired_words, fired, lo, n, spikes, n_spikes)
 
 
 def step_torch(state, coef, syn_e, syn_i, syn_v, options, noise):
