@@ -366,9 +366,9 @@ def test_softmax_candidates_side_by_side_learn_as_each_alone_and_as_autograd():
         assert np.abs(w.detach().numpy()).max() > 0.01                # it learned something
 
 
-def test_readout_adadelta_is_torchs_bit_for_bit():
-    """The readout's own Adadelta step (no optimizer bookkeeping) gives torch.optim.Adadelta's
-    parameters exactly, step after step, for two parameters and a learning rate != 1."""
+def test_readout_adadelta_is_torchs():
+    """The readout's fused Adadelta step gives torch.optim.Adadelta's parameters, step after
+    step, to float rounding, for two parameters and a learning rate != 1."""
     import torch
 
     from networks.readout import _Adadelta
@@ -376,15 +376,17 @@ def test_readout_adadelta_is_torchs_bit_for_bit():
     gen = torch.Generator().manual_seed(3)
     ours = [torch.randn(50, 16, generator=gen), torch.randn(16, generator=gen)]
     ref = [p.clone().requires_grad_() for p in ours]
+    start = [p.clone() for p in ours]
     opt, reference = _Adadelta(ours, lr=0.5), torch.optim.Adadelta(ref, lr=0.5)
-    for _ in range(5):
+    for _ in range(20):
         grads = [torch.randn(p.shape, generator=gen) for p in ours]
         opt.step(grads)
         for p, g in zip(ref, grads):
             p.grad = g.clone()
         reference.step()
         for a, b in zip(ours, ref):
-            assert torch.equal(a, b.detach())
+            torch.testing.assert_close(a, b.detach(), rtol=1e-6, atol=1e-7)
+    assert all((a - s).abs().max() > 1e-3 for a, s in zip(ours, start))   # it moved
 
 
 def test_softmax_padded_width_and_adam():
