@@ -160,15 +160,15 @@ def step_numba(state, coef, ring, slot, b, lo, hi, n_total, spikes, n_spikes, t,
     population's stream keys ``stream_keys[2 lo:2 hi]`` drive its noise current
     (``normal_keys``)."""
     n = hi - lo
-    rows = (state, ring, b, lo, n, slot, n_total, fired, mode,
+    shared = (state, ring, b, lo, n, slot, n_total, fired, mode,
             _noise(coef[NOISE, lo:hi], stream_keys[2 * lo:2 * hi], t, b), coef[DT, lo],
             coef[SCHEME, lo] > 0)
     if mode & UNIFORM:
-        bad = _integrate(*rows, coef[A, lo], coef[B, lo], coef[C, lo], coef[D, lo],
+        bad = _integrate(*shared, coef[A, lo], coef[B, lo], coef[C, lo], coef[D, lo],
                          coef[V_PEAK, lo], coef[I_OFFSET, lo], coef[P_EE, lo], coef[P_II, lo],
                          coef[NOISE, lo])
     else:
-        bad = _integrate(*rows, coef[A, lo:hi], coef[B, lo:hi], coef[C, lo:hi], coef[D, lo:hi],
+        bad = _integrate(*shared, coef[A, lo:hi], coef[B, lo:hi], coef[C, lo:hi], coef[D, lo:hi],
                          coef[V_PEAK, lo:hi], coef[I_OFFSET, lo:hi], coef[P_EE, lo:hi],
                          coef[P_II, lo:hi], coef[NOISE, lo:hi])
     if bad:
