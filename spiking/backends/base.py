@@ -134,12 +134,10 @@ class ArrayBackend:
         self.pop_lo = np.array([p.offset for p in pops], dtype=np.int64)
         self.pop_hi = np.array([p.stop for p in pops], dtype=np.int64)
         self.ext_pops = [p for p in pops if p.model_id in (ARRAY_ID, EVENT_ID)]
-        # the sources' columns when their spikes are laid out densely (torch)
-        self.ext_cols: Dict[str, int] = {}
+        # each source neuron's column when their spikes are laid out densely (torch)
         self.ext_column = np.full(n, -1, dtype=np.int64)
         col = 0
         for p in self.ext_pops:
-            self.ext_cols[p.name] = col
             self.ext_column[p.offset:p.stop] = np.arange(col, col + p.size)
             col += p.size
         self.n_ext = col

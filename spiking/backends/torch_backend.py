@@ -315,7 +315,7 @@ class TorchBackend(ArrayBackend):
                 plan["stop"] = src[STOP_STEP]
                 plan["keys"] = self._array(index_keys(self.pop_key[k], p.size))
             else:
-                plan["col"] = self.ext_cols[p.name]
+                plan["col"] = int(self.ext_column[p.offset])
             self.plans.append(plan)
         for plan in self.plans:   # coefficient rows as a tuple of views: no tensor op to index them
             plan["coef"] = tuple(self.coef[:, plan["lo"]:plan["hi"]])
