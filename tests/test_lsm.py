@@ -310,7 +310,8 @@ def test_softmax_selection_breaks_accuracy_ties_by_validation_loss():
     rng = np.random.default_rng(2)
     y = np.repeat(np.arange(3), 40)
     x = rng.normal(0, 1, (120, 6)) + 6 * np.eye(3, 6)[y]
-    cfg = ReadoutSection(type="softmax", classes=3, epochs=30, weight_decay=[0.0, 1e-2])
+    cfg = ReadoutSection(type="softmax", classes=3, epochs=30, weight_decay=[0.0, 1e-2],
+                         select="accuracy")
     fit = train_readout(cfg, x[::2], y[::2], x[1::2], y[1::2])
     acc, losses = np.array(fit.history["validation"]), np.array(fit.history["validation_loss"])
     tied = np.flatnonzero(acc == acc.max())            # (history: the chosen candidate's)
@@ -327,6 +328,23 @@ def test_softmax_selection_breaks_accuracy_ties_by_validation_loss():
         logits = xs @ w[:, 3 * i:3 * i + 3]
         assert loss[i] == pytest.approx(torch.nn.functional.cross_entropy(logits, ys).item(), rel=1e-5)
         assert acc[i] == pytest.approx((logits.argmax(1) == ys).double().mean().item())
+
+
+def test_softmax_selection_by_loss_takes_the_least_validation_cross_entropy():
+    """select: loss (the default) chooses, per candidate and across them, the epoch of
+    least validation cross-entropy, whatever the accuracy there."""
+    from networks.readout import ReadoutSection, train_readout
+
+    rng = np.random.default_rng(5)
+    y = np.repeat(np.arange(3), 40)
+    x = rng.normal(0, 1, (120, 6)) + 1.5 * np.eye(3, 6)[y]   # overlapping classes
+    cfg = ReadoutSection(type="softmax", classes=3, epochs=40, weight_decay=[0.0, 1e-1])
+    assert cfg.select == "loss"
+    fit = train_readout(cfg, x[::2], y[::2], x[1::2], y[1::2])
+    losses = np.array(fit.history["validation_loss"])
+    assert fit.chosen["epochs"] == np.argmin(losses) + 1
+    best = min(fit.selection, key=lambda p: p["validation_loss"])
+    assert fit.chosen == {"weight_decay": best["weight_decay"], "epochs": best["epoch"]}
 
 
 def test_softmax_candidates_side_by_side_learn_as_each_alone_and_as_autograd():
