@@ -305,9 +305,6 @@ class Simulator:
                 row, neuron = np.divmod(data.cell[lo:hi], data.size)
                 row -= first
                 count = data.count[lo:hi]
-            elif first == 0 and data.n_steps == n_steps:
-                row, neuron = np.divmod(data.cell, data.size)    # row: instance * T + step
-                count = data.count
             else:                                                # this run's steps of it
                 instance, step, neuron = data.coordinates()
                 step -= first

@@ -322,9 +322,7 @@ class NMNIST:
         labels = self.labels[np.asarray(indices, dtype=np.int64)]
         encoder = self.encoder
         if sparse:
-            from spiking.inputs import SpikeCounts
-            return SpikeCounts.from_samples([self.cells(i) for i in indices], encoder.steps,
-                                            encoder.n_inputs), labels
+            return _spike_counts([self.cells(i) for i in indices], encoder), labels
         out = np.zeros((encoder.steps, len(indices), encoder.n_inputs), dtype=np.uint8)
         for column, index in enumerate(indices):
             if self._packed is not None:
@@ -397,11 +395,9 @@ class Copies:
         positions = np.asarray(positions, np.int64)
         which, sample = np.divmod(positions, self.index.size)
         if sparse:
-            from spiking.inputs import SpikeCounts
-            encoder = self.datasets[0].encoder
-            return SpikeCounts.from_samples(
-                [self.datasets[k].cells(self.index[i]) for k, i in zip(which, sample)],
-                encoder.steps, encoder.n_inputs), self.labels[positions]
+            return _spike_counts([self.datasets[k].cells(self.index[i])
+                                  for k, i in zip(which, sample)],
+                                 self.datasets[0].encoder), self.labels[positions]
         parts = {k: self.datasets[k].batch(self.index[sample[which == k]])[0]
                  for k in np.unique(which)}
         first = next(iter(parts.values()))
@@ -409,6 +405,12 @@ class Copies:
         for k, x in parts.items():
             out[:, which == k] = x
         return out, self.labels[positions]
+
+
+def _spike_counts(samples, encoder) -> "SpikeCounts":
+    """A sparse batch: one instance per sample's ``(flat, count)`` cells (NMNIST.cells)."""
+    from spiking.inputs import SpikeCounts
+    return SpikeCounts.from_samples(samples, encoder.steps, encoder.n_inputs)
 
 
 _COMPACT_EVENT = np.dtype([("x", "<u2"), ("y", "<u2"), ("p", "u1"), ("t", "<i8")])
