@@ -206,19 +206,17 @@ def _padded(columns: int) -> int:
 
 
 def _softmax_train(x, y, xv, yv, cfg: ReadoutSection, wds: Sequence[float], epochs: int, progress,
-                   desc, score: bool = True):
+                   desc, scored: bool = True):
     """Minibatch training of one softmax readout per weight decay in ``wds``, side by side
     in the columns of one weight matrix (the same minibatches; each candidate's loss,
     gradient and optimizer state are its own, so each learns as it would alone). The
     gradient of the mean cross-entropy plus wd * |w|^2 is written out (two matrix
     products per step) rather than taken by autograd. Per candidate: the per-epoch
     accuracies (and validation loss), (score, loss, epoch, w, b) of the best epoch and
-    the weights after the last epoch. The best epoch has the highest validation accuracy
-    and, among the epochs that share it, the lowest validation cross-entropy (accuracy
-    on a small validation set ties over many epochs; the earliest of them is often an
-    early spike that the refit on train + validation then repeats); training accuracy
-    and loss without validation. Without ``score`` (a refit, which keeps the last
-    weights) the epochs are not scored: the curves stay empty and the best is the start."""
+    the weights after the last epoch. Epochs are ranked by ``cfg.select`` (:func:`_rank`)
+    on validation, on training data without validation. Unless ``scored`` (a refit,
+    which keeps the last weights) the epochs are not scored: the curves stay empty and
+    the best is the start."""
     generator = torch.Generator().manual_seed(cfg.seed)
     n, d = x.shape
     k, classes = len(wds), cfg.classes
@@ -257,9 +255,9 @@ def _softmax_train(x, y, xv, yv, cfg: ReadoutSection, wds: Sequence[float], epoc
                 torch.sum(g[:, :used], 0, out=b_grad[:used])   # (a sum over all columns
                 # would add in another order)
                 opt.step([torch.addmm(w * twice_decay, xb.T, g), b_grad])
-        if not score:
-            if bar is not None:
-                bar.update(1)
+        if bar is not None:
+            bar.update(1)
+        if not scored:
             continue
         acc_t, loss_t = _scores(w, b, x, y, classes, k)
         acc_v, loss_v = _scores(w, b, xv, yv, classes, k)
@@ -268,11 +266,10 @@ def _softmax_train(x, y, xv, yv, cfg: ReadoutSection, wds: Sequence[float], epoc
             history[i]["train"].append(acc_t[i])
             history[i]["validation"].append(acc_v[i])
             history[i]["validation_loss"].append(loss_v[i])
-            score, loss = (acc_v[i], loss_v[i]) if len(yv) else (acc_t[i], loss_t[i])
-            if _rank(score, loss, cfg.select) > _rank(*best[i][:2], cfg.select):
-                best[i] = (score, loss, epoch, *columns(i))
+            value, loss = (acc_v[i], loss_v[i]) if len(yv) else (acc_t[i], loss_t[i])
+            if _rank(value, loss, cfg.select) > _rank(*best[i][:2], cfg.select):
+                best[i] = (value, loss, epoch, *columns(i))
         if bar is not None:
-            bar.update(1)
             bar.set_postfix(train=f"{max(acc_t):.3f}", val=f"{max(acc_v):.3f}")
     if bar is not None:
         bar.close()
@@ -365,7 +362,7 @@ def _train_readout(cfg, x_train, y_train, x_val, y_val, progress) -> Fit:
             empty_x, empty_y = torch.zeros((0, ax.shape[1])), torch.zeros(0, dtype=torch.int64)
             # the chosen number of epochs on train + validation; the weights after the last
             (w, b), = _softmax_train(ax, ay, empty_x, empty_y, cfg, [wd], epoch, progress,
-                                     "readout refit", score=False)[2]
+                                     "readout refit", scored=False)[2]
         readout = Readout("softmax", norm, w.numpy().astype(np.float32), b.numpy().astype(np.float32),
                           chosen)
         return Fit(readout, history, selection, chosen, score if has_val else float("nan"))

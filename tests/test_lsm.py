@@ -347,6 +347,21 @@ def test_softmax_selection_by_loss_takes_the_least_validation_cross_entropy():
     assert fit.chosen == {"weight_decay": best["weight_decay"], "epochs": best["epoch"]}
 
 
+def test_softmax_scores_every_epoch_even_at_zero_validation_accuracy():
+    """Validation labels that the readout never gets right (accuracy 0.0 at every epoch)
+    still give a curve of every epoch, and selection by loss still runs over them."""
+    from networks.readout import ReadoutSection, train_readout
+
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(3), 40)
+    x = rng.normal(0, 1, (120, 6)) + 6 * np.eye(3, 6)[y]
+    cfg = ReadoutSection(type="softmax", classes=3, epochs=12, weight_decay=[0.0])
+    fit = train_readout(cfg, x[::2], y[::2], x[1::2], (y[1::2] + 1) % 3)
+    assert fit.history["validation"] == [0.0] * 12
+    assert len(fit.history["validation_loss"]) == 12
+    assert fit.chosen["epochs"] == np.argmin(fit.history["validation_loss"]) + 1
+
+
 def test_softmax_candidates_side_by_side_learn_as_each_alone_and_as_autograd():
     """The written-out gradient of the side-by-side softmax training against torch's
     autograd of cross-entropy + wd |w|^2, one candidate at a time, same minibatches."""
