@@ -173,10 +173,7 @@ class ExternalSpikes:
         """The chunk's spikes laid out densely: their flat indices into
         ``[n_steps, Bx, width]`` (at ``column[neuron]``) and counts."""
         Bx, n = self.ptr.shape[0], self.n_steps
-        lengths = np.diff(self.ptr, axis=1).reshape(-1)           # per (b, step)
-        group = np.repeat(np.arange(Bx * n), lengths)
-        first = np.cumsum(lengths) - lengths
-        entry = np.repeat(self.ptr[:, :-1].reshape(-1), lengths) + np.arange(group.size) \
-            - np.repeat(first, lengths)
-        b, step = np.divmod(group, n)
+        # an instance's spikes are entries ptr[b, 0]:ptr[b, n], step after step
+        entry = np.concatenate([np.arange(lo, hi) for lo, hi in self.ptr[:, [0, n]]])
+        b, step = np.divmod(np.repeat(np.arange(Bx * n), np.diff(self.ptr, axis=1).reshape(-1)), n)
         return (step * Bx + b) * width + column[self.neuron[entry]], self.count[entry]
