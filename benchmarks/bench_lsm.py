@@ -567,12 +567,12 @@ def speed_worker(args, data: Path) -> dict:
         batches = [ds.batch(np.arange(start, min(n, start + args.batch)), sparse=True)[0]
                    for start in range(0, n, args.batch)]
         result = worker_ours(machine, weights, batches, kind == "ours-plastic", args.repeats)
-    elif kind == "norse":
-        result = worker_norse(machine, weights, ds.batch(np.arange(n))[0], args.batch, current,
-                              args.repeats)
-    else:
-        result = worker_brian2(machine, weights, ds.batch(np.arange(n))[0], current,
-                               args.threads, args.repeats)
+    else:   # the peers read dense samples
+        x_all = ds.batch(np.arange(n))[0]
+        if kind == "norse":
+            result = worker_norse(machine, weights, x_all, args.batch, current, args.repeats)
+        else:
+            result = worker_brian2(machine, weights, x_all, current, args.threads, args.repeats)
     result.update(samples=n, threads=args.threads, origin=origin,
                   samples_per_s=n / result["wall_s"], samples_per_cpu_s=n / result["cpu_s"])
     return result

@@ -325,13 +325,7 @@ class NMNIST:
             return _spike_counts([self.cells(i) for i in indices], encoder), labels
         out = np.zeros((encoder.steps, len(indices), encoder.n_inputs), dtype=np.uint8)
         for column, index in enumerate(indices):
-            if self._packed is not None:
-                self._packed.fill(out[:, column, :], index)
-            else:
-                events = self.events(index)
-                if self.transform is not None:
-                    events = self.transform(events)
-                encoder.fill(out[:, column, :], events)
+            _scatter_counts(out[:, column, :], *self.cells(index))
         return out, labels
 
     def cells(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -526,11 +520,8 @@ class _PackedSamples:
                 events[name] = compact[name]
             return events
         grid = np.zeros((self.encoder.steps, self.encoder.n_inputs), dtype=np.uint8)
-        self.fill(grid, index)
-        return grid
-
-    def fill(self, grid: np.ndarray, index: int) -> None:
         _scatter_counts(grid, *self.cells(index))
+        return grid
 
     def cells(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
         """The sample's nonzero cells (step * n_inputs + input, ascending) and counts."""
